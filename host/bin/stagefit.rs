@@ -1,0 +1,170 @@
+//! The `stagefit` command.
+//!
+//! - `stagefit info [--budget BYTES] [--json]`: the real device, its limits, and the plan;
+//! - `stagefit plan --arch ARCH [--smem-limit BYTES] [--json]`: the plan for an architecture
+//!   and shared-memory limit, with no GPU needed.
+
+use std::process::ExitCode;
+
+use serde::Serialize;
+use stagefit::device::{self, DeviceInfo};
+use stagefit::plan::{family_max_policy_fits, plan_all, TacticPlan};
+use stagefit::{Arch, GroupedGemm};
+
+const USAGE: &str = "usage:
+  stagefit info [--budget BYTES] [--json]
+  stagefit plan --arch {sm_80|sm_90|sm_120a|sm_121a} [--smem-limit BYTES] [--json]";
+
+/// One tactic's row of the plan, as printed by `--json`.
+#[derive(Serialize)]
+struct TacticRow {
+    name: &'static str,
+    bm: usize,
+    bn: usize,
+    bk: usize,
+    max_stages_compiled: usize,
+    stages: Option<usize>,
+    smem_bytes: Option<usize>,
+    fits: bool,
+}
+
+/// The plan for one architecture and limit, as printed by `--json`.
+#[derive(Serialize)]
+struct PlanReport {
+    arch: &'static str,
+    budget_bytes: usize,
+    tactics: Vec<TacticRow>,
+}
+
+fn report(arch: Arch, budget: usize, plans: &[TacticPlan]) -> PlanReport {
+    let tactics = plans
+        .iter()
+        .map(|p| TacticRow {
+            name: p.tactic.name,
+            bm: p.tactic.tile.bm(),
+            bn: p.tactic.tile.bn(),
+            bk: p.tactic.tile.bk(),
+            max_stages_compiled: p.tactic.max_stages_compiled(),
+            stages: p.stages,
+            smem_bytes: p.smem_bytes(),
+            fits: p.runnable(),
+        })
+        .collect();
+    PlanReport { arch: arch.name(), budget_bytes: budget, tactics }
+}
+
+fn print_table(report: &PlanReport) {
+    println!("arch {}, shared-memory limit {} bytes per block", report.arch, report.budget_bytes);
+    println!(
+        "{:<18} {:>4} {:>4} {:>4} {:>9} {:>7} {:>8}  runnable",
+        "tactic", "BM", "BN", "BK", "compiled", "STAGES", "bytes"
+    );
+    for t in &report.tactics {
+        let opt = |v: Option<usize>| v.map_or("-".to_string(), |v| v.to_string());
+        println!(
+            "{:<18} {:>4} {:>4} {:>4} {:>9} {:>7} {:>8}  {}",
+            t.name,
+            t.bm,
+            t.bn,
+            t.bk,
+            format!("2..{}", t.max_stages_compiled),
+            opt(t.stages),
+            opt(t.smem_bytes),
+            if t.fits { "yes" } else { "no" }
+        );
+    }
+    let runnable = report.tactics.iter().filter(|t| t.fits).count();
+    let family = stagefit::TACTICS.iter().filter(|t| family_max_policy_fits(t, report.budget_bytes)).count();
+    println!(
+        "{runnable} of {} tactics runnable with STAGES chosen at run time; a fixed family-maximum policy (STAGES for 232448 bytes) would launch {family} and lose {}.",
+        report.tactics.len(),
+        runnable - family.min(runnable)
+    );
+}
+
+struct Options {
+    command: String,
+    arch: Option<String>,
+    bytes: Option<usize>,
+    json: bool,
+}
+
+fn parse(args: &[String]) -> Result<Options, String> {
+    let mut it = args.iter();
+    let command = it.next().ok_or("missing command")?.clone();
+    let mut options = Options { command, arch: None, bytes: None, json: false };
+    while let Some(arg) = it.next() {
+        let mut value = |name: &str| it.next().cloned().ok_or(format!("{name} needs a value"));
+        match arg.as_str() {
+            "--json" => options.json = true,
+            "--arch" => options.arch = Some(value("--arch")?),
+            "--smem-limit" | "--budget" => {
+                let v = value(arg)?;
+                options.bytes = Some(v.parse().map_err(|_| format!("{arg} takes a byte count, not {v:?}"))?);
+            }
+            other => return Err(format!("unknown option {other:?}")),
+        }
+    }
+    Ok(options)
+}
+
+fn plan_command(options: &Options) -> Result<(), String> {
+    let name = options.arch.as_deref().ok_or("plan needs --arch")?;
+    let arch = Arch::from_name(name).ok_or(format!("unknown arch {name:?}"))?;
+    let limit = options.bytes.unwrap_or(arch.reference_smem_optin());
+    let report = report(arch, limit, &plan_all(limit));
+    if options.json {
+        println!("{}", serde_json::to_string_pretty(&report).map_err(|e| e.to_string())?);
+    } else {
+        print_table(&report);
+    }
+    Ok(())
+}
+
+#[derive(Serialize)]
+struct InfoReport {
+    device: DeviceInfo,
+    plan: PlanReport,
+}
+
+fn info_command(options: &Options) -> Result<(), String> {
+    let ctx = device::context(0)
+        .map_err(|e| format!("{e}. `stagefit plan --arch ARCH --smem-limit BYTES` plans without a GPU."))?;
+    let gemm = GroupedGemm::new(&ctx, options.bytes).map_err(|e| e.to_string())?;
+    let info = gemm.device().clone();
+    let limit = gemm.limit();
+    let plan = report(gemm.arch(), limit.bytes(), &gemm.plan());
+    if options.json {
+        let out = InfoReport { device: info, plan };
+        println!("{}", serde_json::to_string_pretty(&out).map_err(|e| e.to_string())?);
+        return Ok(());
+    }
+    println!(
+        "device {}: {} (compute capability {}.{}), driver {}",
+        info.ordinal, info.name, info.compute_capability.0, info.compute_capability.1, info.driver_version
+    );
+    println!(
+        "shared memory: {} bytes opt-in per block, {} reserved per block, {} per multiprocessor; {} multiprocessors",
+        info.smem_optin_per_block, info.smem_reserved_per_block, info.smem_per_sm, info.sm_count
+    );
+    println!("PTX: {}; limit in force: {} bytes ({})", gemm.arch().name(), limit.bytes(), limit.source());
+    println!();
+    print_table(&plan);
+    Ok(())
+}
+
+fn main() -> ExitCode {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let result = parse(&args).and_then(|options| match options.command.as_str() {
+        "plan" => plan_command(&options),
+        "info" => info_command(&options),
+        other => Err(format!("unknown command {other:?}")),
+    });
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(message) => {
+            eprintln!("stagefit: {message}\n{USAGE}");
+            ExitCode::FAILURE
+        }
+    }
+}

@@ -1,0 +1,100 @@
+//! Typed errors: every refusal names what was wrong, the value expected and the value given.
+
+use crate::Fp4Format;
+
+/// What can go wrong in stagefit.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// A problem dimension breaks a kernel requirement.
+    #[error("{what} = {value} is not allowed: {requirement}")]
+    Shape {
+        /// The dimension (e.g. `"k"`).
+        what: &'static str,
+        /// Its value.
+        value: usize,
+        /// What it must satisfy.
+        requirement: &'static str,
+    },
+    /// A buffer is shorter than the shapes need.
+    #[error("buffer `{buffer}` holds {actual} elements but the problem needs {needed}")]
+    BufferTooSmall {
+        /// Which argument.
+        buffer: &'static str,
+        /// Elements required.
+        needed: usize,
+        /// Elements present.
+        actual: usize,
+    },
+    /// Weights of another format, shape or group count than the call says.
+    #[error("weights are {actual} but the call needs {expected}")]
+    WeightsMismatch {
+        /// What the call described.
+        expected: String,
+        /// What the weights hold.
+        actual: String,
+    },
+    /// Group offsets that are not a non-decreasing sequence from 0 to the row count.
+    #[error("group offsets are invalid: {0}")]
+    Offsets(String),
+    /// Input to quantization that is not finite.
+    #[error("cannot quantize to {format:?}: element {index} is {value}")]
+    NonFinite {
+        /// Target format.
+        format: Fp4Format,
+        /// Flat index of the element.
+        index: usize,
+        /// The value.
+        value: f32,
+    },
+    /// No compiled variant of the tactic (or of any tactic) fits the shared-memory limit.
+    #[error(
+        "{what} needs {needed} bytes of shared memory per block but only {available} are available ({limit_source})"
+    )]
+    SharedMemory {
+        /// The variant or tactic refused.
+        what: String,
+        /// Bytes the smallest candidate needs.
+        needed: usize,
+        /// Bytes allowed.
+        available: usize,
+        /// Where the limit came from (device opt-in maximum or caller budget).
+        limit_source: String,
+    },
+    /// A tactic name that is not in the tile table, or a STAGES it is not compiled at.
+    #[error("unknown variant: {0}")]
+    UnknownVariant(String),
+    /// The device has no PTX this crate ships.
+    #[error("no shipped PTX runs on compute capability {major}.{minor}")]
+    UnsupportedArch {
+        /// Major compute capability.
+        major: u32,
+        /// Minor compute capability.
+        minor: u32,
+    },
+    /// The CUDA driver library could not be loaded.
+    #[error("the CUDA driver (libcuda) could not be loaded: no NVIDIA driver on this machine")]
+    NoDriver,
+    /// A CUDA driver call failed.
+    #[error("CUDA driver error in {context}: {source}")]
+    Driver {
+        /// What was being done.
+        context: &'static str,
+        /// The driver's error.
+        #[source]
+        source: cudarc::driver::DriverError,
+    },
+}
+
+/// Short for `Result<T, stagefit::Error>`.
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// Attaches a context to a driver error.
+pub(crate) trait DriverContext<T> {
+    fn during(self, context: &'static str) -> Result<T>;
+}
+
+impl<T> DriverContext<T> for Result<T, cudarc::driver::DriverError> {
+    fn during(self, context: &'static str) -> Result<T> {
+        self.map_err(|source| Error::Driver { context, source })
+    }
+}

@@ -1,0 +1,396 @@
+//! The grouped GEMM on the GPU: weights on the device, variant selection, and the one launch
+//! path, which refuses any variant whose shared memory exceeds the limit before the driver
+//! sees it.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+
+use cudarc::driver::sys::CUfunction_attribute as FnAttr;
+use cudarc::driver::{
+    CudaContext, CudaFunction, CudaSlice, CudaStream, DevicePtr, DevicePtrMut, DeviceRepr, LaunchConfig, PushKernelArg,
+};
+use cudarc::nvrtc::Ptx;
+use half::bf16;
+use serde::Serialize;
+
+use crate::device::DeviceInfo;
+use crate::embedded::{kernel_name, module_ptx};
+use crate::error::{DriverContext, Error, Result};
+use crate::fp4::QuantizedWeights;
+use crate::heuristic::{prefer, ProblemShape};
+use crate::plan::{deepest_fitting, plan_all, SmemLimit, TacticPlan};
+use crate::{Arch, Fp4Format, GroupedGemmParams, SmemLayout, Tactic, MAX_GROUPS, TACTICS};
+
+/// FP4 expert weights in device memory, in the kernels' layout (see [`QuantizedWeights`]).
+pub struct DeviceWeights {
+    format: Fp4Format,
+    groups: usize,
+    n: usize,
+    k: usize,
+    codes: CudaSlice<u8>,
+    scales: CudaSlice<u8>,
+    expert_scales: CudaSlice<f32>,
+}
+
+impl DeviceWeights {
+    /// Copies quantized weights to the device, checking that they suit the kernels.
+    pub fn upload(stream: &Arc<CudaStream>, w: &QuantizedWeights) -> Result<DeviceWeights> {
+        check_dims(w.groups, w.n, w.k)?;
+        let blocks = w.k / w.format.scale_block();
+        for (buffer, needed, actual) in [
+            ("codes", w.groups * w.n * w.k / 2, w.codes.len()),
+            ("scales", w.groups * blocks * w.n, w.scales.len()),
+            ("expert_scales", w.groups, w.expert_scales.len()),
+        ] {
+            if actual != needed {
+                return Err(Error::BufferTooSmall { buffer, needed, actual });
+            }
+        }
+        Ok(DeviceWeights {
+            format: w.format,
+            groups: w.groups,
+            n: w.n,
+            k: w.k,
+            codes: stream.clone_htod(&w.codes).during("uploading weight codes")?,
+            scales: stream.clone_htod(&w.scales).during("uploading weight scales")?,
+            expert_scales: stream.clone_htod(&w.expert_scales).during("uploading expert scales")?,
+        })
+    }
+
+    /// The weights' format.
+    pub fn format(&self) -> Fp4Format {
+        self.format
+    }
+    /// Experts.
+    pub fn groups(&self) -> usize {
+        self.groups
+    }
+    /// Rows per expert (output columns of the GEMM).
+    pub fn n(&self) -> usize {
+        self.n
+    }
+    /// Reduction length.
+    pub fn k(&self) -> usize {
+        self.k
+    }
+}
+
+/// The dimension rules every kernel shares.
+fn check_dims(groups: usize, n: usize, k: usize) -> Result<()> {
+    if groups == 0 || groups > MAX_GROUPS {
+        return Err(Error::Shape { what: "groups", value: groups, requirement: "between 1 and 256" });
+    }
+    if n == 0 || n % 16 != 0 {
+        return Err(Error::Shape { what: "n", value: n, requirement: "a positive multiple of 16" });
+    }
+    if k == 0 || k % stagefit_kernels::format::K_CHUNK != 0 {
+        return Err(Error::Shape { what: "k", value: k, requirement: "a positive multiple of 32" });
+    }
+    Ok(())
+}
+
+/// How to pick the kernel variant for a call.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum TacticChoice<'a> {
+    /// The heuristic's preferred tactic, at the deepest STAGES that fits.
+    Auto,
+    /// This tactic, at the deepest STAGES that fits.
+    Tactic(&'a str),
+    /// Exactly this tactic and STAGES; refused with [`Error::SharedMemory`] if it does not fit.
+    Variant {
+        /// Tactic name.
+        tactic: &'a str,
+        /// Pipeline depth.
+        stages: usize,
+    },
+}
+
+/// One compiled kernel: a tactic at one STAGES, with its shared-memory footprint.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+pub struct Variant {
+    /// Tactic name.
+    pub tactic: &'static str,
+    /// Block tile rows, columns and K step.
+    pub tile: (usize, usize, usize),
+    /// Pipeline depth.
+    pub stages: usize,
+    /// Dynamic shared memory requested at launch (the layout's exact size).
+    pub dynamic_smem_bytes: usize,
+    /// Static shared memory the compiled kernel declares.
+    pub static_smem_bytes: usize,
+}
+
+impl Variant {
+    /// Static plus dynamic shared memory per block.
+    pub fn smem_bytes(&self) -> usize {
+        self.dynamic_smem_bytes + self.static_smem_bytes
+    }
+}
+
+/// Arguments of one grouped GEMM: `C_g = A_g · dequant(W_g)ᵀ`, group `g` owning rows
+/// `offsets[g]..offsets[g+1]` of `a` and `c`.
+pub struct GroupedGemmArgs<'a> {
+    /// Rows of `a` and `c` (= `offsets[groups]`; the kernel traps if the offsets say more).
+    pub rows: usize,
+    /// bf16 `[rows, k]`.
+    pub a: &'a CudaSlice<bf16>,
+    /// u32 `[groups + 1]`, non-decreasing from 0.
+    pub offsets: &'a CudaSlice<u32>,
+    /// The experts' FP4 weights.
+    pub weights: &'a DeviceWeights,
+    /// bf16 `[rows, n]`, written.
+    pub c: &'a mut CudaSlice<bf16>,
+}
+
+/// The kernel parameter block, marked as passable by value.
+#[repr(transparent)]
+struct KernelParams(GroupedGemmParams);
+// SAFETY: `GroupedGemmParams` is `#[repr(C)]`, `Copy`, and holds only integers.
+unsafe impl DeviceRepr for KernelParams {}
+
+struct LoadedKernel {
+    function: CudaFunction,
+    static_smem_bytes: usize,
+}
+
+/// The loaded module of one (format, tactic): every STAGES it is compiled at.
+struct LoadedTactic {
+    kernels: HashMap<usize, LoadedKernel>,
+}
+
+/// A grouped-GEMM handle for one context: the device's limits, an optional caller budget,
+/// and the kernel modules loaded so far (each (format, tactic) is JIT-compiled on first use).
+pub struct GroupedGemm {
+    ctx: Arc<CudaContext>,
+    device: DeviceInfo,
+    arch: Arch,
+    limit: SmemLimit,
+    loaded: Mutex<HashMap<(Fp4Format, &'static str), Arc<LoadedTactic>>>,
+}
+
+impl GroupedGemm {
+    /// A handle for the device `ctx` is on, limited to `budget` bytes of shared memory per
+    /// block if given (the smaller of the budget and the device's opt-in maximum wins).
+    pub fn new(ctx: &Arc<CudaContext>, budget: Option<usize>) -> Result<GroupedGemm> {
+        let device = DeviceInfo::query(ctx)?;
+        let arch = device.arch()?;
+        let limit = SmemLimit { device_optin: device.smem_optin_per_block, budget };
+        Ok(GroupedGemm { ctx: ctx.clone(), device, arch, limit, loaded: Mutex::new(HashMap::new()) })
+    }
+
+    /// The device this handle runs on.
+    pub fn device(&self) -> &DeviceInfo {
+        &self.device
+    }
+
+    /// The PTX target loaded on this device.
+    pub fn arch(&self) -> Arch {
+        self.arch
+    }
+
+    /// The shared-memory limit in force.
+    pub fn limit(&self) -> SmemLimit {
+        self.limit
+    }
+
+    /// Every tactic's STAGES under this handle's limit.
+    pub fn plan(&self) -> Vec<TacticPlan> {
+        plan_all(self.limit.bytes())
+    }
+
+    /// The variant a call with `format` and `problem` would run.
+    pub fn select(&self, format: Fp4Format, problem: &ProblemShape, choice: TacticChoice<'_>) -> Result<Variant> {
+        let limit = self.limit.bytes();
+        let (tactic, forced_stages) = match choice {
+            TacticChoice::Auto => {
+                let plans = self.plan();
+                let Some(best) = prefer(&plans, problem, self.device.sm_count) else {
+                    let needed =
+                        TACTICS.iter().map(|t| SmemLayout::new(t.tile, t.stages[0]).total_bytes).min().unwrap_or(0);
+                    return Err(self.too_large("every tactic".into(), needed));
+                };
+                (best.tactic, None)
+            }
+            TacticChoice::Tactic(name) => (find_tactic(name)?, None),
+            TacticChoice::Variant { tactic, stages } => {
+                let tactic = find_tactic(tactic)?;
+                if !tactic.stages.contains(&stages) {
+                    return Err(Error::UnknownVariant(format!("{} is not compiled at STAGES={stages}", tactic.name)));
+                }
+                (tactic, Some(stages))
+            }
+        };
+        let loaded = self.load(format, tactic)?;
+        let static_bytes = loaded.kernels[&tactic.stages[0]].static_smem_bytes;
+        let stages = match forced_stages {
+            Some(s) => s,
+            None => deepest_fitting(tactic, limit, static_bytes).ok_or_else(|| {
+                self.too_large(
+                    tactic.name.into(),
+                    static_bytes + SmemLayout::new(tactic.tile, tactic.stages[0]).total_bytes,
+                )
+            })?,
+        };
+        Ok(Variant {
+            tactic: tactic.name,
+            tile: (tactic.tile.bm(), tactic.tile.bn(), tactic.tile.bk()),
+            stages,
+            dynamic_smem_bytes: SmemLayout::new(tactic.tile, stages).total_bytes,
+            static_smem_bytes: loaded.kernels[&stages].static_smem_bytes,
+        })
+    }
+
+    /// Runs `C_g = A_g · dequant(W_g)ᵀ` for every group on `stream`, with the variant `choice`
+    /// selects; returns the variant that ran.
+    pub fn run(
+        &self,
+        stream: &Arc<CudaStream>,
+        args: GroupedGemmArgs<'_>,
+        choice: TacticChoice<'_>,
+    ) -> Result<Variant> {
+        let problem = validate(&args)?;
+        let variant = self.select(args.weights.format, &problem, choice)?;
+        self.launch(stream, args, &variant)?;
+        Ok(variant)
+    }
+
+    /// Refuses a variant whose static plus dynamic shared memory exceeds the limit: the check
+    /// every launch passes before the driver is asked for anything.
+    pub fn check_fits(&self, variant: &Variant) -> Result<()> {
+        if variant.smem_bytes() > self.limit.bytes() {
+            return Err(
+                self.too_large(format!("{} at STAGES={}", variant.tactic, variant.stages), variant.smem_bytes())
+            );
+        }
+        Ok(())
+    }
+
+    /// The single launch path.
+    fn launch(&self, stream: &Arc<CudaStream>, args: GroupedGemmArgs<'_>, variant: &Variant) -> Result<()> {
+        self.check_fits(variant)?;
+        let weights = args.weights;
+        let tactic = find_tactic(variant.tactic)?;
+        let loaded = self.load(weights.format, tactic)?;
+        let kernel = &loaded.kernels[&variant.stages];
+        let (bm, bn, _) = variant.tile;
+        let tiles_bound = (args.rows.div_ceil(bm) + weights.groups.min(args.rows)) * weights.n.div_ceil(bn);
+        if tiles_bound == 0 {
+            return Ok(());
+        }
+        let threads = tactic.tile.threads() as u32;
+        let per_sm = kernel
+            .function
+            .occupancy_max_active_blocks_per_multiprocessor(threads, variant.dynamic_smem_bytes, None)
+            .during("querying occupancy")?
+            .max(1) as usize;
+        let grid = tiles_bound.min(per_sm * self.device.sm_count) as u32;
+        let cfg = LaunchConfig {
+            grid_dim: (grid, 1, 1),
+            block_dim: (threads, 1, 1),
+            shared_mem_bytes: variant.dynamic_smem_bytes as u32,
+        };
+        let (a, _a_sync) = args.a.device_ptr(stream);
+        let (offsets, _o_sync) = args.offsets.device_ptr(stream);
+        let (w, _w_sync) = weights.codes.device_ptr(stream);
+        let (w_scales, _s_sync) = weights.scales.device_ptr(stream);
+        let (expert_scales, _e_sync) = weights.expert_scales.device_ptr(stream);
+        let (c, _c_sync) = args.c.device_ptr_mut(stream);
+        let params = KernelParams(GroupedGemmParams {
+            a,
+            w,
+            w_scales,
+            expert_scales,
+            offsets,
+            c,
+            n: weights.n as u32,
+            k: weights.k as u32,
+            groups: weights.groups as u32,
+            rows: args.rows as u32,
+        });
+        let mut launch = stream.launch_builder(&kernel.function);
+        launch.arg(&params);
+        // SAFETY: the kernel's only parameter is `GroupedGemmParams`, passed by value; every
+        // pointer in it is a live device allocation of this context whose size `validate`
+        // checked against the shapes (the kernel itself traps if `offsets` exceed `rows`);
+        // the block size is the tactic's, and the dynamic shared memory is the variant's exact
+        // layout size, which `check_fits` held to the limit and the function attribute allows.
+        unsafe { launch.launch(cfg) }.during("launching the grouped GEMM")?;
+        Ok(())
+    }
+
+    fn too_large(&self, what: String, needed: usize) -> Error {
+        Error::SharedMemory { what, needed, available: self.limit.bytes(), limit_source: self.limit.source() }
+    }
+
+    /// The loaded module of (`format`, `tactic`), JIT-compiling it on first use. Each kernel's
+    /// dynamic shared-memory attribute is set to exactly its layout size where the device
+    /// allows that size; larger variants stay unlaunchable (the launch guard refuses them).
+    fn load(&self, format: Fp4Format, tactic: &'static Tactic) -> Result<Arc<LoadedTactic>> {
+        let mut loaded = self.loaded.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        if let Some(found) = loaded.get(&(format, tactic.name)) {
+            return Ok(found.clone());
+        }
+        let ptx = module_ptx(self.arch, format, tactic).ok_or_else(|| {
+            Error::UnknownVariant(format!("no embedded PTX for {} {} {}", self.arch.name(), format.name(), tactic.name))
+        })?;
+        let module = self.ctx.load_module(Ptx::from_src(ptx)).during("loading a kernel module")?;
+        let mut kernels = HashMap::new();
+        for &stages in tactic.stages {
+            let function = module.load_function(&kernel_name(format, tactic, stages)).during("finding a kernel")?;
+            let static_smem_bytes = function
+                .get_attribute(FnAttr::CU_FUNC_ATTRIBUTE_SHARED_SIZE_BYTES)
+                .during("reading static shared memory")? as usize;
+            let dynamic = SmemLayout::new(tactic.tile, stages).total_bytes;
+            if static_smem_bytes + dynamic <= self.device.smem_optin_per_block {
+                function
+                    .set_attribute(FnAttr::CU_FUNC_ATTRIBUTE_MAX_DYNAMIC_SHARED_SIZE_BYTES, dynamic as i32)
+                    .during("setting the dynamic shared-memory size")?;
+            }
+            kernels.insert(stages, LoadedKernel { function, static_smem_bytes });
+        }
+        let entry = Arc::new(LoadedTactic { kernels });
+        loaded.insert((format, tactic.name), entry.clone());
+        Ok(entry)
+    }
+}
+
+/// The tactic called `name`.
+pub fn find_tactic(name: &str) -> Result<&'static Tactic> {
+    TACTICS.iter().find(|t| t.name == name).ok_or_else(|| Error::UnknownVariant(format!("no tactic named {name}")))
+}
+
+/// Checks a call's shapes and buffer sizes; returns the problem it describes.
+fn validate(args: &GroupedGemmArgs<'_>) -> Result<ProblemShape> {
+    let w = args.weights;
+    check_dims(w.groups, w.n, w.k)?;
+    if args.rows > u32::MAX as usize {
+        return Err(Error::Shape { what: "rows", value: args.rows, requirement: "at most 2^32 - 1" });
+    }
+    for (buffer, needed, actual) in [
+        ("offsets", w.groups + 1, args.offsets.len()),
+        ("a", args.rows * w.k, args.a.len()),
+        ("c", args.rows * w.n, args.c.len()),
+    ] {
+        if actual < needed || (buffer == "offsets" && actual != needed) {
+            return Err(Error::BufferTooSmall { buffer, needed, actual });
+        }
+    }
+    Ok(ProblemShape { rows: args.rows, groups: w.groups, n: w.n, k: w.k })
+}
+
+/// Checks host-side group offsets: `groups + 1` values, from 0, non-decreasing, ending at `rows`.
+pub fn check_offsets(offsets: &[u32], groups: usize, rows: usize) -> Result<()> {
+    if offsets.len() != groups + 1 {
+        return Err(Error::Offsets(format!("{} values for {groups} groups (need {})", offsets.len(), groups + 1)));
+    }
+    if offsets[0] != 0 {
+        return Err(Error::Offsets(format!("offsets[0] = {} (must be 0)", offsets[0])));
+    }
+    if let Some(g) = offsets.windows(2).position(|w| w[1] < w[0]) {
+        return Err(Error::Offsets(format!("offsets[{}] = {} < offsets[{g}] = {}", g + 1, offsets[g + 1], offsets[g])));
+    }
+    if offsets[groups] as usize != rows {
+        return Err(Error::Offsets(format!("offsets[{groups}] = {} but there are {rows} rows", offsets[groups])));
+    }
+    Ok(())
+}

@@ -1,0 +1,196 @@
+//! Thin wrappers around the PTX instructions the kernels use, one function per instruction.
+//!
+//! Shared-memory addresses are 32-bit offsets in the shared window (what `cvta.to.shared`
+//! gives); global addresses are 64-bit generic pointers to global memory.
+
+use core::arch::asm;
+
+/// Declares the dynamic shared memory with the layout's region alignment.
+#[repr(C, align(128))]
+struct RegionAligned([u8; crate::layout::REGION_ALIGN]);
+const _: () = assert!(core::mem::align_of::<RegionAligned>() == crate::layout::REGION_ALIGN);
+
+/// Shared-window address of the launch-sized dynamic shared memory.
+#[inline(always)]
+pub fn dynamic_smem_base() -> u32 {
+    let generic = core::intrinsics::gpu::gpu_launch_sized_workgroup_mem::<RegionAligned>();
+    let shared: u64;
+    // SAFETY: `cvta.to.shared` only converts an address; it reads and writes nothing.
+    unsafe {
+        asm!("cvta.to.shared.u64 {0}, {1};", out(reg64) shared, in(reg64) generic as u64);
+    }
+    shared as u32
+}
+
+/// Bytes of dynamic shared memory this launch was given (`%dynamic_smem_size`).
+#[inline(always)]
+pub fn dynamic_smem_size() -> u32 {
+    let bytes: u32;
+    // SAFETY: reads a special register.
+    unsafe { asm!("mov.u32 {0}, %dynamic_smem_size;", out(reg32) bytes) };
+    bytes
+}
+
+/// `cp.async.cg.shared.global` of one 16-byte chunk; copies `src_bytes` (0 or 16) bytes and
+/// zero-fills the rest.
+///
+/// # Safety
+/// `dst` must be a 16-byte aligned shared address inside the block's allocation; when
+/// `src_bytes` is 16, `src` must be a 16-byte aligned readable global address.
+#[inline(always)]
+pub unsafe fn cp_async_16(dst: u32, src: u64, src_bytes: u32) {
+    asm!(
+        "cp.async.cg.shared.global [{0}], [{1}], 16, {2};",
+        in(reg32) dst, in(reg64) src, in(reg32) src_bytes
+    );
+}
+
+/// `cp.async.commit_group`: closes the group of copies issued since the last commit.
+#[inline(always)]
+pub fn cp_async_commit() {
+    // SAFETY: only groups already-issued copies.
+    unsafe { asm!("cp.async.commit_group;") };
+}
+
+/// `cp.async.wait_group N`: waits until at most `pending` committed groups are unfinished.
+/// `pending` must be a compile-time constant below 8 (the `match` folds away).
+#[inline(always)]
+pub fn cp_async_wait(pending: usize) {
+    // SAFETY: waiting has no memory effect beyond completing this thread's copies.
+    unsafe {
+        match pending {
+            0 => asm!("cp.async.wait_group 0;"),
+            1 => asm!("cp.async.wait_group 1;"),
+            2 => asm!("cp.async.wait_group 2;"),
+            3 => asm!("cp.async.wait_group 3;"),
+            4 => asm!("cp.async.wait_group 4;"),
+            5 => asm!("cp.async.wait_group 5;"),
+            _ => asm!("cp.async.wait_group 6;"),
+        }
+    }
+}
+
+/// `bar.sync 0` for the whole block.
+#[inline(always)]
+pub fn sync_threads() {
+    // SAFETY: every thread of the block reaches each call site the same number of times.
+    unsafe { core::arch::nvptx::_syncthreads() };
+}
+
+/// `ld.shared.v4.u32`.
+///
+/// # Safety
+/// `addr` must be a 16-byte aligned shared address inside the block's allocation.
+#[inline(always)]
+pub unsafe fn ld_shared_v4(addr: u32) -> [u32; 4] {
+    let (x, y, z, w): (u32, u32, u32, u32);
+    asm!(
+        "ld.shared.v4.u32 {{{0}, {1}, {2}, {3}}}, [{4}];",
+        out(reg32) x, out(reg32) y, out(reg32) z, out(reg32) w, in(reg32) addr
+    );
+    [x, y, z, w]
+}
+
+/// `ld.shared.u32`.
+///
+/// # Safety
+/// `addr` must be a 4-byte aligned shared address inside the block's allocation.
+#[inline(always)]
+pub unsafe fn ld_shared_u32(addr: u32) -> u32 {
+    let v: u32;
+    asm!("ld.shared.u32 {0}, [{1}];", out(reg32) v, in(reg32) addr);
+    v
+}
+
+/// `ld.shared.u8`, zero-extended.
+///
+/// # Safety
+/// `addr` must be a shared address inside the block's allocation.
+#[inline(always)]
+pub unsafe fn ld_shared_u8(addr: u32) -> u32 {
+    let v: u32;
+    asm!("ld.shared.u8 {0}, [{1}];", out(reg32) v, in(reg32) addr);
+    v
+}
+
+/// `st.shared.u32`.
+///
+/// # Safety
+/// `addr` must be a 4-byte aligned shared address inside the block's allocation.
+#[inline(always)]
+pub unsafe fn st_shared_u32(addr: u32, v: u32) {
+    asm!("st.shared.u32 [{0}], {1};", in(reg32) addr, in(reg32) v);
+}
+
+/// `ld.global.nc.u32`: a read-only global load.
+///
+/// # Safety
+/// `addr` must be a 4-byte aligned global address that no thread writes during the kernel.
+#[inline(always)]
+pub unsafe fn ld_global_nc_u32(addr: u64) -> u32 {
+    let v: u32;
+    asm!("ld.global.nc.u32 {0}, [{1}];", out(reg32) v, in(reg64) addr);
+    v
+}
+
+/// `st.global.u32`.
+///
+/// # Safety
+/// `addr` must be a 4-byte aligned writable global address.
+#[inline(always)]
+pub unsafe fn st_global_u32(addr: u64, v: u32) {
+    asm!("st.global.u32 [{0}], {1};", in(reg64) addr, in(reg32) v);
+}
+
+/// `shfl.sync.up.b32` over the full warp: the value of lane `lane - delta` (own value below it).
+#[inline(always)]
+pub fn shfl_up(v: u32, delta: u32) -> u32 {
+    let r: u32;
+    // SAFETY: called by all 32 lanes of a converged warp (mask = all lanes).
+    unsafe { asm!("shfl.sync.up.b32 {0}, {1}, {2}, 0, -1;", out(reg32) r, in(reg32) v, in(reg32) delta) };
+    r
+}
+
+/// `prmt.b32 d, a, b, sel`: picks four bytes of the eight in `{b, a}`.
+#[inline(always)]
+pub fn prmt(a: u32, b: u32, sel: u32) -> u32 {
+    let r: u32;
+    // SAFETY: register-only arithmetic.
+    unsafe { asm!("prmt.b32 {0}, {1}, {2}, {3};", out(reg32) r, in(reg32) a, in(reg32) b, in(reg32) sel) };
+    r
+}
+
+/// `fma.rn.bf16x2`: `a·b + c` on two bf16 lanes (sm_80+).
+#[inline(always)]
+pub fn fma_bf16x2(a: u32, b: u32, c: u32) -> u32 {
+    let r: u32;
+    // SAFETY: register-only arithmetic.
+    unsafe { asm!("fma.rn.bf16x2 {0}, {1}, {2}, {3};", out(reg32) r, in(reg32) a, in(reg32) b, in(reg32) c) };
+    r
+}
+
+/// `cvt.rn.bf16x2.f32`: packs `lo` into bits 0..16 and `hi` into bits 16..32, rounding to nearest even.
+#[inline(always)]
+pub fn pack_bf16x2(lo: f32, hi: f32) -> u32 {
+    let r: u32;
+    // SAFETY: register-only arithmetic.
+    unsafe { asm!("cvt.rn.bf16x2.f32 {0}, {1}, {2};", out(reg32) r, in(reg32) hi, in(reg32) lo) };
+    r
+}
+
+/// `mma.sync.aligned.m16n8k16.row.col.f32.bf16.bf16.f32`: `d = a·b + c` for one warp
+/// (sm_80+). Fragments follow the PTX ISA's m16n8k16 layouts.
+#[inline(always)]
+pub fn mma_bf16_m16n8k16(c: [f32; 4], a: [u32; 4], b: [u32; 2]) -> [f32; 4] {
+    let [mut d0, mut d1, mut d2, mut d3] = c;
+    // SAFETY: register-only; called by all 32 lanes of a converged warp.
+    unsafe {
+        asm!(
+            "mma.sync.aligned.m16n8k16.row.col.f32.bf16.bf16.f32 {{{0}, {1}, {2}, {3}}}, {{{4}, {5}, {6}, {7}}}, {{{8}, {9}}}, {{{0}, {1}, {2}, {3}}};",
+            inout(reg32) d0, inout(reg32) d1, inout(reg32) d2, inout(reg32) d3,
+            in(reg32) a[0], in(reg32) a[1], in(reg32) a[2], in(reg32) a[3],
+            in(reg32) b[0], in(reg32) b[1],
+        );
+    }
+    [d0, d1, d2, d3]
+}

@@ -1,0 +1,90 @@
+//! The tile scheduler: a table in shared memory that maps a linear tile index to its group.
+//!
+//! Group `g` has `ceil(rows_g / BM) · ceil(N / BN)` tiles; `table[g]` is the index of its first
+//! tile and `table[MAX_GROUPS]` the total. Groups with no rows own no tiles and cost nothing.
+//! Within a group, the m-tile varies fastest, so blocks running at once share weight tiles.
+
+use super::ptx::{ld_global_nc_u32, ld_shared_u32, shfl_up, st_shared_u32};
+use crate::layout::MAX_GROUPS;
+
+const GROUPS_PER_LANE: usize = MAX_GROUPS / 32;
+
+/// Rows of group `g`; 0 if the offsets decrease (the host rejects such offsets).
+///
+/// # Safety
+/// `offsets` must point to at least `g + 2` readable u32 values.
+#[inline(always)]
+pub unsafe fn group_rows(offsets: u64, g: usize) -> (u32, u32) {
+    let begin = ld_global_nc_u32(offsets + 4 * g as u64);
+    let end = ld_global_nc_u32(offsets + 4 * (g as u64 + 1));
+    (begin, end.saturating_sub(begin))
+}
+
+/// Fills the tile table. Called by all 32 lanes of one warp; the caller syncs the block after.
+///
+/// # Safety
+/// `table` must be the layout's tile-table region; `offsets` must hold `groups + 1` values and
+/// `groups <= MAX_GROUPS`.
+#[inline(always)]
+pub unsafe fn build_tile_table(table: u32, offsets: u64, groups: usize, bm: u32, n_tiles: u32, lane: usize) {
+    let first = lane * GROUPS_PER_LANE;
+    let mut counts = [0u32; GROUPS_PER_LANE];
+    let mut lane_total = 0u32;
+    let mut j = 0;
+    while j < GROUPS_PER_LANE {
+        if first + j < groups {
+            let (_, rows) = group_rows(offsets, first + j);
+            counts[j] = rows.div_ceil(bm) * n_tiles;
+            lane_total += counts[j];
+        }
+        j += 1;
+    }
+    // Inclusive warp scan of the lane totals.
+    let mut inclusive = lane_total;
+    let mut delta = 1;
+    while delta < 32 {
+        let below = shfl_up(inclusive, delta);
+        if lane as u32 >= delta {
+            inclusive += below;
+        }
+        delta *= 2;
+    }
+    let mut running = inclusive - lane_total;
+    let mut j = 0;
+    while j < GROUPS_PER_LANE {
+        st_shared_u32(table + 4 * (first + j) as u32, running);
+        running += counts[j];
+        j += 1;
+    }
+    if lane == 31 {
+        st_shared_u32(table + 4 * MAX_GROUPS as u32, inclusive);
+    }
+}
+
+/// The group owning tile `tile` (which must be below the table's total): the last group
+/// whose first tile is at or before it.
+///
+/// # Safety
+/// `table` must have been filled by [`build_tile_table`] for `groups >= 1` groups.
+#[inline(always)]
+pub unsafe fn find_group(table: u32, groups: usize, tile: u32) -> usize {
+    let (mut lo, mut hi) = (0usize, groups - 1);
+    while lo < hi {
+        let mid = (lo + hi + 1) / 2;
+        if ld_shared_u32(table + 4 * mid as u32) <= tile {
+            lo = mid;
+        } else {
+            hi = mid - 1;
+        }
+    }
+    lo
+}
+
+/// Total tiles, read back from the table.
+///
+/// # Safety
+/// `table` must have been filled by [`build_tile_table`].
+#[inline(always)]
+pub unsafe fn total_tiles(table: u32) -> u32 {
+    ld_shared_u32(table + 4 * MAX_GROUPS as u32)
+}

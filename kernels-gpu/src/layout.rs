@@ -1,0 +1,105 @@
+//! The shared-memory layout of a grouped-GEMM kernel variant, and its exact byte count.
+//!
+//! This is the one description of the kernel's dynamic shared memory. The kernel computes its
+//! buffer addresses from it, checks at entry that the launch gave it [`SmemLayout::total_bytes`],
+//! and the host sizes the launch and chooses STAGES with the same function, so the two cannot
+//! disagree about padding, alignment or scheduler storage.
+//!
+//! ```text
+//! [ tile table: (MAX_GROUPS + 1) × u32 ][ stage 0: A | W | S ][ stage 1: A | W | S ] ...
+//! ```
+//! - tile table: first tile index of each group (exclusive prefix sum), then the total;
+//! - A: bf16 `[BM][BK]`, rows of `BK·2` bytes, 16-byte chunks XOR-swizzled (see [`a_chunk`]);
+//! - W: packed e2m1 `[BN][BK/2]`, 16-byte chunks XOR-swizzled (see [`w_chunk`]);
+//! - S: block-scale bytes `[BK/16][BN]` (MXFP4 uses the first `BK/32` rows).
+//!
+//! Every region starts on a [`REGION_ALIGN`]-byte boundary.
+
+use crate::format::FINEST_SCALE_BLOCK;
+use crate::tactics::TileShape;
+
+/// The most groups (experts) one launch may have: the tile table has a slot for each.
+pub const MAX_GROUPS: usize = 256;
+/// Alignment of every region in the layout.
+pub const REGION_ALIGN: usize = 128;
+/// Bytes of one `cp.async` chunk.
+pub const CHUNK_BYTES: usize = 16;
+
+const fn align_up(x: usize, a: usize) -> usize {
+    x.div_ceil(a) * a
+}
+
+/// Byte offsets and sizes of the dynamic shared memory of one (tile shape, STAGES) variant.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct SmemLayout {
+    /// Pipeline depth.
+    pub stages: usize,
+    /// Offset of the tile table (always 0).
+    pub tile_table: usize,
+    /// Offset of stage 0's A tile.
+    pub a: usize,
+    /// Offset of stage 0's W tile.
+    pub w: usize,
+    /// Offset of stage 0's scale tile.
+    pub s: usize,
+    /// Bytes from one stage to the next.
+    pub stage_stride: usize,
+    /// Bytes of the whole layout: what the launch must provide.
+    pub total_bytes: usize,
+}
+
+/// Bytes of the tile table region.
+pub const TILE_TABLE_BYTES: usize = align_up((MAX_GROUPS + 1) * 4, REGION_ALIGN);
+
+impl SmemLayout {
+    /// The layout of `tile` with `stages` pipeline stages.
+    #[inline]
+    pub const fn new(tile: TileShape, stages: usize) -> SmemLayout {
+        let (bm, bn, bk) = (tile.bm(), tile.bn(), tile.bk());
+        let a_bytes = align_up(bm * bk * 2, REGION_ALIGN);
+        let w_bytes = align_up(bn * bk / 2, REGION_ALIGN);
+        let s_bytes = align_up(bk / FINEST_SCALE_BLOCK * bn, REGION_ALIGN);
+        let a = TILE_TABLE_BYTES;
+        let stage_stride = a_bytes + w_bytes + s_bytes;
+        SmemLayout {
+            stages,
+            tile_table: 0,
+            a,
+            w: a + a_bytes,
+            s: a + a_bytes + w_bytes,
+            stage_stride,
+            total_bytes: a + stages * stage_stride,
+        }
+    }
+
+    /// The deepest pipeline of `tile` whose layout fits `limit_bytes` (0 when not even one stage fits).
+    #[inline]
+    pub const fn max_stages_within(tile: TileShape, limit_bytes: usize) -> usize {
+        let one = SmemLayout::new(tile, 0);
+        if limit_bytes < one.total_bytes {
+            return 0;
+        }
+        (limit_bytes - one.total_bytes) / one.stage_stride
+    }
+}
+
+/// Physical 16-byte chunk of logical chunk `chunk` in row `row` of an A tile.
+///
+/// A fragment loads read chunks `4q..4q+4` of rows `r` and `r+1` in one quarter warp; flipping
+/// bit 2 on odd rows puts the two rows in different halves of the 32 banks.
+#[inline]
+pub const fn a_chunk(row: usize, chunk: usize) -> usize {
+    chunk ^ ((row & 1) << 2)
+}
+
+/// Physical 16-byte chunk of logical chunk `chunk` in row `row` of a W tile with `bk` K-elements.
+///
+/// A warp reads one 16-byte chunk from each of 8 consecutive rows; rows are `bk/2` bytes, so
+/// `8 / chunks_per_row` rows share a 128-byte bank line, and XOR-ing the chunk with the row's
+/// line number spreads the 8 rows over all banks.
+#[inline]
+pub const fn w_chunk(bk: usize, row: usize, chunk: usize) -> usize {
+    let chunks_per_row = bk / 2 / CHUNK_BYTES;
+    let rows_per_line = 128 / (bk / 2);
+    chunk ^ ((row / rows_per_line) % chunks_per_row)
+}

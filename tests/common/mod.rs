@@ -1,0 +1,59 @@
+//! Test data shared by the integration tests: random grouped-GEMM problems and their CPU
+//! references.
+#![allow(dead_code)] // each test binary uses its own subset
+
+use half::bf16;
+use stagefit::fp4::{quantize, QuantizedWeights};
+use stagefit::reference;
+use stagefit::rng::SplitMix64;
+use stagefit::Fp4Format;
+
+/// A grouped GEMM problem on the host, with its reference result.
+pub struct HostProblem {
+    pub name: String,
+    pub n: usize,
+    pub k: usize,
+    pub offsets: Vec<u32>,
+    pub a: Vec<bf16>,
+    pub weights: QuantizedWeights,
+    pub reference: Vec<f64>,
+}
+
+impl HostProblem {
+    pub fn rows(&self) -> usize {
+        *self.offsets.last().unwrap() as usize
+    }
+}
+
+/// Offsets from group sizes.
+pub fn offsets_from_sizes(sizes: &[usize]) -> Vec<u32> {
+    let mut offsets = vec![0u32];
+    for s in sizes {
+        offsets.push(offsets.last().unwrap() + *s as u32);
+    }
+    offsets
+}
+
+/// A random problem: activations uniform in [-1, 1), weights uniform with a magnitude that
+/// varies by expert and by row (so block scales differ), never zero.
+pub fn random_problem(name: &str, format: Fp4Format, sizes: &[usize], n: usize, k: usize, seed: u64) -> HostProblem {
+    let mut rng = SplitMix64::new(seed);
+    let offsets = offsets_from_sizes(sizes);
+    let rows = *offsets.last().unwrap() as usize;
+    let a: Vec<bf16> = (0..rows * k).map(|_| bf16::from_f32(rng.uniform(-1.0, 1.0))).collect();
+    let groups = sizes.len();
+    let mut w = Vec::with_capacity(groups * n * k);
+    for g in 0..groups {
+        for _row in 0..n {
+            let magnitude = 2f32.powi(rng.below(7) as i32 - 3) * (1.0 + g as f32 * 0.25);
+            for _ in 0..k {
+                w.push(rng.uniform(-magnitude, magnitude));
+            }
+        }
+    }
+    let weights = quantize(format, groups, n, k, &w).expect("quantizing random weights");
+    drop(w);
+    let a_f32: Vec<f32> = a.iter().map(|x| x.to_f32()).collect();
+    let reference = reference::grouped_gemm(&a_f32, &weights.dequantize(), &offsets, n, k);
+    HostProblem { name: name.to_string(), n, k, offsets, a, weights, reference }
+}
