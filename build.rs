@@ -4,9 +4,8 @@
 //! `nvptx64-nvidia-cuda` (`-Zbuild-std=core`, an rlib with `--emit=asm`: no linker needed) in
 //! its own target directory, with the outer build's `CARGO_*`/`RUST*` variables removed. The
 //! PTX is then split into one module per (format, tactic), so that a process JIT-compiles only
-//! the kernels it uses; each entry gets `.maxntid` (its block size, from the tile table) so
-//! that ptxas can budget registers; each module is deflate-compressed and embedded through a
-//! generated `embedded_ptx.rs` in `OUT_DIR`.
+//! the kernels it uses; each module is deflate-compressed and embedded through a generated
+//! `embedded_ptx.rs` in `OUT_DIR`.
 
 use std::collections::BTreeMap;
 use std::env;
@@ -153,14 +152,13 @@ fn find_ptx(deps: &Path) -> PathBuf {
 }
 
 /// Splits one PTX file into modules keyed by (format, tactic): each keeps the file's header
-/// and every non-entry item, plus the entries of that format and tactic, each with
-/// `.maxntid` set to its tactic's block size.
+/// and every non-entry item, plus the entries of that format and tactic.
 fn split_modules(ptx: &str) -> BTreeMap<(String, String), String> {
-    let threads: BTreeMap<&str, usize> = TACTICS.iter().map(|t| (t.name, t.tile.threads())).collect();
+    let tactics: Vec<&str> = TACTICS.iter().map(|t| t.name).collect();
     let formats: Vec<&str> = Fp4Format::ALL.iter().map(|f| f.name()).collect();
     let mut common = String::new();
     let mut entries: Vec<(String, String)> = Vec::new();
-    let mut lines = ptx.lines().peekable();
+    let mut lines = ptx.lines();
     while let Some(line) = lines.next() {
         let Some(name) =
             line.trim_start().strip_prefix(".visible .entry ").or_else(|| line.trim_start().strip_prefix(".entry "))
@@ -171,33 +169,20 @@ fn split_modules(ptx: &str) -> BTreeMap<(String, String), String> {
         };
         let name = name.split('(').next().unwrap().trim().to_string();
         let mut body = format!("{line}\n");
-        let mut params_closed = false;
         for line in lines.by_ref() {
-            if !params_closed && line.trim() == ")" {
-                params_closed = true;
-                body.push_str(")\n");
-                let tactic =
-                    name.split('_').nth(3).expect("kernel names are stagefit_gemm_<format>_<tactic>_s<stages>");
-                writeln!(body, ".maxntid {}, 1, 1", threads[tactic]).unwrap();
-                continue;
-            }
             body.push_str(line);
             body.push('\n');
             if line == "}" {
                 break;
             }
         }
-        assert!(params_closed, "entry {name}: parameter list not found");
         entries.push((name, body));
     }
     let mut modules = BTreeMap::new();
     for (name, body) in entries {
         let mut parts = name.split('_');
         let (format, tactic) = (parts.nth(2).unwrap().to_string(), parts.next().unwrap().to_string());
-        assert!(
-            formats.contains(&format.as_str()) && threads.contains_key(tactic.as_str()),
-            "unexpected kernel {name}"
-        );
+        assert!(formats.contains(&format.as_str()) && tactics.contains(&tactic.as_str()), "unexpected kernel {name}");
         modules.entry((format, tactic)).or_insert_with(|| common.clone()).push_str(&body);
     }
     assert_eq!(modules.len(), formats.len() * TACTICS.len(), "every (format, tactic) needs a module");

@@ -1,0 +1,84 @@
+//! The `stagefit` command, run as a user would.
+
+use std::process::Command;
+
+use stagefit::device::driver_present;
+use stagefit::{SmemLayout, TACTICS};
+
+fn stagefit(args: &[&str]) -> std::process::Output {
+    Command::new(env!("CARGO_BIN_EXE_stagefit")).args(args).output().expect("running stagefit")
+}
+
+#[test]
+fn plan_for_gb10_lists_every_tactic_whose_two_stage_footprint_fits() {
+    let out = stagefit(&["plan", "--arch", "sm_121a", "--smem-limit", "101376", "--json"]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let json: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(json["arch"], "sm_121a");
+    assert_eq!(json["budget_bytes"], 101376);
+    let rows = json["tactics"].as_array().unwrap();
+    assert_eq!(rows.len(), TACTICS.len());
+    for (row, tactic) in rows.iter().zip(TACTICS) {
+        assert_eq!(row["name"], tactic.name);
+        let two_stage = SmemLayout::new(tactic.tile, 2).total_bytes;
+        assert_eq!(row["fits"], two_stage <= 101376, "{}", tactic.name);
+        if two_stage <= 101376 {
+            let stages = row["stages"].as_u64().unwrap() as usize;
+            assert_eq!(row["smem_bytes"], SmemLayout::new(tactic.tile, stages).total_bytes);
+            assert!(row["smem_bytes"].as_u64().unwrap() <= 101376);
+        } else {
+            assert!(row["stages"].is_null() && row["smem_bytes"].is_null());
+        }
+        assert_eq!(row["max_stages_compiled"], tactic.max_stages_compiled());
+    }
+}
+
+#[test]
+fn plain_plan_counts_what_a_family_maximum_policy_loses() {
+    let out = stagefit(&["plan", "--arch", "sm_121a", "--smem-limit", "101376"]);
+    let text = String::from_utf8(out.stdout).unwrap();
+    assert!(text.contains("17 of 17 tactics runnable"), "{text}");
+    assert!(text.contains("would launch 5 and lose 12"), "{text}");
+    // Without --smem-limit the architecture's reference part is planned for.
+    let out = stagefit(&["plan", "--arch", "sm_90"]);
+    assert!(String::from_utf8(out.stdout).unwrap().contains("limit 232448 bytes"));
+}
+
+#[test]
+fn bad_arguments_are_refused_with_usage() {
+    for args in [
+        &["plan", "--arch", "sm_75"][..],
+        &["plan"],
+        &["plan", "--arch", "sm_90", "--smem-limit", "lots"],
+        &["frobnicate"],
+    ] {
+        let out = stagefit(args);
+        assert!(!out.status.success(), "{args:?} succeeded");
+        assert!(String::from_utf8_lossy(&out.stderr).contains("usage:"), "{args:?}");
+    }
+}
+
+#[test]
+fn info_without_a_gpu_points_to_plan() {
+    if driver_present() {
+        println!("SKIPPED info_without_a_gpu_points_to_plan: this machine has a CUDA driver");
+        return;
+    }
+    let out = stagefit(&["info"]);
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("stagefit plan --arch"));
+}
+
+#[test]
+fn info_on_a_gpu_shows_the_device_limit_and_plan() {
+    if !driver_present() {
+        println!("SKIPPED info_on_a_gpu_shows_the_device_limit_and_plan: no CUDA driver (libcuda) on this machine");
+        return;
+    }
+    let out = stagefit(&["info", "--json"]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let json: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let optin = json["device"]["smem_optin_per_block"].as_u64().unwrap();
+    assert!(optin >= 49152);
+    assert_eq!(json["plan"]["budget_bytes"], optin);
+}

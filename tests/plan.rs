@@ -1,0 +1,99 @@
+//! The plan for simulated devices: each tactic's STAGES under the opt-in limits of an
+//! H100 (232448), an A100 (166912), a GB10 / RTX 50 (101376) and two small budgets.
+//! The expected numbers were worked out by hand from the layout (tile table 1152 bytes; per
+//! stage A = BM·BK·2, W = BN·BK/2, S = BK/16·BN, each rounded up to 128).
+
+use stagefit::heuristic::{prefer, ProblemShape};
+use stagefit::plan::{deepest_fitting, family_max_policy_fits, plan_all, SmemLimit};
+use stagefit::{SmemLayout, TACTICS};
+
+const LIMITS: [usize; 5] = [232448, 166912, 101376, 65536, 49152];
+
+/// (tactic, bytes per stage, expected STAGES at each of LIMITS; 0 = not runnable).
+const EXPECTED: [(&str, usize, [usize; 5]); 17] = [
+    ("m16n64k128w1x4", 8704, [8, 8, 8, 7, 5]),
+    ("m16n128k64w1x4", 6656, [8, 8, 8, 8, 7]),
+    ("m16n128k128w1x4", 13312, [8, 8, 7, 4, 3]),
+    ("m16n256k64w1x8", 11264, [8, 8, 8, 5, 4]),
+    ("m32n64k128w1x4", 12800, [8, 8, 7, 5, 3]),
+    ("m32n128k64w1x4", 8704, [8, 8, 8, 7, 5]),
+    ("m32n128k128w1x4", 17408, [8, 8, 5, 3, 2]),
+    ("m32n256k64w1x8", 13312, [8, 8, 7, 4, 3]),
+    ("m64n64k64w2x2", 10496, [8, 8, 8, 6, 4]),
+    ("m64n64k128w2x2", 20992, [8, 7, 4, 3, 2]),
+    ("m64n128k64w2x4", 12800, [8, 8, 7, 5, 3]),
+    ("m64n256k64w2x4", 17408, [8, 8, 5, 3, 2]),
+    ("m128n64k64w4x2", 18688, [8, 8, 5, 3, 2]),
+    ("m128n128k64w2x4", 20992, [8, 7, 4, 3, 2]),
+    ("m128n128k128w2x4", 41984, [5, 3, 2, 0, 0]),
+    ("m128n256k64w2x4", 25600, [8, 6, 3, 2, 0]),
+    ("m128n64k128w4x2", 37376, [6, 4, 2, 0, 0]),
+];
+
+#[test]
+fn layout_bytes_match_the_hand_count() {
+    for (name, per_stage, _) in EXPECTED {
+        let tactic = TACTICS.iter().find(|t| t.name == name).unwrap();
+        for stages in tactic.stages {
+            assert_eq!(
+                SmemLayout::new(tactic.tile, *stages).total_bytes,
+                1152 + stages * per_stage,
+                "{name} S={stages}"
+            );
+        }
+    }
+    assert_eq!(TACTICS.len(), EXPECTED.len());
+}
+
+#[test]
+fn simulated_devices_get_the_expected_stages() {
+    for (i, &limit) in LIMITS.iter().enumerate() {
+        let plans = plan_all(limit);
+        for (name, _, stages) in EXPECTED {
+            let plan = plans.iter().find(|p| p.tactic.name == name).unwrap();
+            let expected = (stages[i] != 0).then_some(stages[i]);
+            assert_eq!(plan.stages, expected, "{name} at {limit} bytes");
+            if let Some(bytes) = plan.smem_bytes() {
+                assert!(bytes <= limit, "{name} at {limit}: {bytes} bytes");
+                // Deepest: one more stage, if compiled, would not fit.
+                let deeper = plan.stages.unwrap() + 1;
+                if plan.tactic.stages.contains(&deeper) {
+                    assert!(SmemLayout::new(plan.tactic.tile, deeper).total_bytes > limit);
+                }
+            }
+        }
+    }
+}
+
+#[test]
+fn static_shared_memory_and_budgets_lower_the_choice() {
+    let tactic = TACTICS.iter().find(|t| t.name == "m128n256k64w2x4").unwrap();
+    // 3 stages take 77952 bytes: with 23425 static bytes they no longer fit 101376.
+    assert_eq!(deepest_fitting(tactic, 101376, 0), Some(3));
+    assert_eq!(deepest_fitting(tactic, 101376, 23425), Some(2));
+    assert_eq!(deepest_fitting(tactic, 52351, 0), None);
+    let limit = SmemLimit { device_optin: 232448, budget: Some(101376) };
+    assert_eq!(limit.bytes(), 101376);
+    let limit = SmemLimit { device_optin: 101376, budget: Some(232448) };
+    assert_eq!(limit.bytes(), 101376, "a budget above the device limit does not raise it");
+}
+
+#[test]
+fn a_family_maximum_policy_loses_most_tactics_on_gb10() {
+    let lost: Vec<_> = TACTICS.iter().filter(|t| !family_max_policy_fits(t, 101376)).map(|t| t.name).collect();
+    assert_eq!(lost.len(), 12, "{lost:?}");
+    assert!(plan_all(101376).iter().all(|p| p.runnable()));
+}
+
+#[test]
+fn the_heuristic_picks_small_tiles_for_decode_and_large_for_prefill() {
+    let plans = plan_all(232448);
+    let decode = ProblemShape { rows: 8 * 4, groups: 32, n: 5760, k: 2880 };
+    let prefill = ProblemShape { rows: 8192 * 4, groups: 32, n: 5760, k: 2880 };
+    let d = prefer(&plans, &decode, 132).unwrap();
+    let p = prefer(&plans, &prefill, 132).unwrap();
+    assert_eq!(d.tactic.tile.bm(), 16, "decode picked {}", d.tactic.name);
+    assert_eq!(p.tactic.tile.bm(), 128, "prefill picked {}", p.tactic.name);
+    // Nothing runnable gives nothing.
+    assert!(prefer(&plan_all(1000), &decode, 132).is_none());
+}
