@@ -1,13 +1,12 @@
-//! The PTX that `build.rs` compiled and embedded: one deflated module per (arch, format,
-//! tactic), decompressed on demand.
+//! The PTX that `build.rs` compiled and embedded: one deflated module per architecture and
+//! (format, tactic), plus one for the MoE-layer kernels, decompressed on demand.
 
 use crate::{Arch, Fp4Format, Tactic};
 
 /// One embedded PTX module.
 pub(crate) struct EmbeddedModule {
     arch: &'static str,
-    format: &'static str,
-    tactic: &'static str,
+    module: &'static str,
     deflated: &'static [u8],
 }
 
@@ -15,9 +14,17 @@ include!(concat!(env!("OUT_DIR"), "/embedded_ptx.rs"));
 
 /// The PTX text of the module holding every STAGES of `tactic` in `format` for `arch`.
 pub fn module_ptx(arch: Arch, format: Fp4Format, tactic: &Tactic) -> Option<String> {
-    let module =
-        EMBEDDED.iter().find(|m| m.arch == arch.name() && m.format == format.name() && m.tactic == tactic.name)?;
-    let bytes = miniz_oxide::inflate::decompress_to_vec(module.deflated).ok()?;
+    embedded_ptx(arch, &format!("{}_{}", format.name(), tactic.name))
+}
+
+/// The PTX text of the MoE-layer kernels for `arch`.
+pub fn moe_module_ptx(arch: Arch) -> Option<String> {
+    embedded_ptx(arch, "moe")
+}
+
+fn embedded_ptx(arch: Arch, module: &str) -> Option<String> {
+    let found = EMBEDDED.iter().find(|m| m.arch == arch.name() && m.module == module)?;
+    let bytes = miniz_oxide::inflate::decompress_to_vec(found.deflated).ok()?;
     String::from_utf8(bytes).ok()
 }
 

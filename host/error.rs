@@ -71,6 +71,14 @@ pub enum Error {
         /// Minor compute capability.
         minor: u32,
     },
+    /// A checkpoint tensor that is missing, misshapen, of the wrong dtype, or unreadable.
+    #[error("checkpoint tensor `{tensor}`: {problem}")]
+    Checkpoint {
+        /// The tensor's name (or `<file>` when the file itself is unreadable).
+        tensor: String,
+        /// What is wrong with it.
+        problem: String,
+    },
     /// The CUDA driver library could not be loaded.
     #[error("the CUDA driver (libcuda) could not be loaded: no NVIDIA driver on this machine")]
     NoDriver,

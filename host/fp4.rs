@@ -118,17 +118,20 @@ impl QuantizedWeights {
         e2m1_decode(code) * scale * self.expert_scales[g]
     }
 
-    /// All weights dequantized to f32, `[groups][n][k]`.
-    pub fn dequantize(&self) -> Vec<f32> {
-        let mut out = Vec::with_capacity(self.groups * self.n * self.k);
-        for g in 0..self.groups {
-            for row in 0..self.n {
-                for col in 0..self.k {
-                    out.push(self.value(g, row, col));
-                }
+    /// One group's weights dequantized to f32, `[n][k]`.
+    pub fn dequantize_group(&self, g: usize) -> Vec<f32> {
+        let mut out = Vec::with_capacity(self.n * self.k);
+        for row in 0..self.n {
+            for col in 0..self.k {
+                out.push(self.value(g, row, col));
             }
         }
         out
+    }
+
+    /// All weights dequantized to f32, `[groups][n][k]`.
+    pub fn dequantize(&self) -> Vec<f32> {
+        (0..self.groups).flat_map(|g| self.dequantize_group(g)).collect()
     }
 }
 

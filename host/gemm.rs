@@ -18,7 +18,7 @@ use crate::embedded::{kernel_name, module_ptx};
 use crate::error::{DriverContext, Error, Result};
 use crate::fp4::QuantizedWeights;
 use crate::heuristic::{prefer, ProblemShape};
-use crate::plan::{deepest_fitting, plan_all, SmemLimit, TacticPlan};
+use crate::plan::{SmemLimit, StagePolicy, TacticPlan};
 use crate::{Arch, Fp4Format, GroupedGemmParams, SmemLayout, Tactic, MAX_GROUPS, TACTICS};
 
 /// FP4 expert weights in device memory, in the kernels' layout (see [`QuantizedWeights`]).
@@ -35,25 +35,47 @@ pub struct DeviceWeights {
 impl DeviceWeights {
     /// Copies quantized weights to the device, checking that they suit the kernels.
     pub fn upload(stream: &Arc<CudaStream>, w: &QuantizedWeights) -> Result<DeviceWeights> {
-        check_dims(w.groups, w.n, w.k)?;
-        let blocks = w.k / w.format.scale_block();
+        DeviceWeights::from_parts(
+            w.format,
+            (w.groups, w.n, w.k),
+            stream.clone_htod(&w.codes).during("uploading weight codes")?,
+            stream.clone_htod(&w.scales).during("uploading weight scales")?,
+            stream.clone_htod(&w.expert_scales).during("uploading expert scales")?,
+        )
+    }
+
+    /// Weights already in device memory, in the kernels' layout; the buffer lengths are checked.
+    pub fn from_parts(
+        format: Fp4Format,
+        (groups, n, k): (usize, usize, usize),
+        codes: CudaSlice<u8>,
+        scales: CudaSlice<u8>,
+        expert_scales: CudaSlice<f32>,
+    ) -> Result<DeviceWeights> {
+        check_dims(groups, n, k)?;
+        let blocks = k / format.scale_block();
         for (buffer, needed, actual) in [
-            ("codes", w.groups * w.n * w.k / 2, w.codes.len()),
-            ("scales", w.groups * blocks * w.n, w.scales.len()),
-            ("expert_scales", w.groups, w.expert_scales.len()),
+            ("codes", groups * n * k / 2, codes.len()),
+            ("scales", groups * blocks * n, scales.len()),
+            ("expert_scales", groups, expert_scales.len()),
         ] {
             if actual != needed {
                 return Err(Error::BufferTooSmall { buffer, needed, actual });
             }
         }
-        Ok(DeviceWeights {
-            format: w.format,
-            groups: w.groups,
-            n: w.n,
-            k: w.k,
-            codes: stream.clone_htod(&w.codes).during("uploading weight codes")?,
-            scales: stream.clone_htod(&w.scales).during("uploading weight scales")?,
-            expert_scales: stream.clone_htod(&w.expert_scales).during("uploading expert scales")?,
+        Ok(DeviceWeights { format, groups, n, k, codes, scales, expert_scales })
+    }
+
+    /// Copies the weights back to the host.
+    pub fn download(&self, stream: &Arc<CudaStream>) -> Result<QuantizedWeights> {
+        Ok(QuantizedWeights {
+            format: self.format,
+            groups: self.groups,
+            n: self.n,
+            k: self.k,
+            codes: stream.clone_dtoh(&self.codes).during("downloading weight codes")?,
+            scales: stream.clone_dtoh(&self.scales).during("downloading weight scales")?,
+            expert_scales: stream.clone_dtoh(&self.expert_scales).during("downloading expert scales")?,
         })
     }
 
@@ -165,6 +187,7 @@ pub struct GroupedGemm {
     device: DeviceInfo,
     arch: Arch,
     limit: SmemLimit,
+    policy: StagePolicy,
     loaded: Mutex<HashMap<(Fp4Format, &'static str), Arc<LoadedTactic>>>,
 }
 
@@ -175,7 +198,20 @@ impl GroupedGemm {
         let device = DeviceInfo::query(ctx)?;
         let arch = device.arch()?;
         let limit = SmemLimit { device_optin: device.smem_optin_per_block, budget };
-        Ok(GroupedGemm { ctx: ctx.clone(), device, arch, limit, loaded: Mutex::new(HashMap::new()) })
+        Ok(GroupedGemm {
+            ctx: ctx.clone(),
+            device,
+            arch,
+            limit,
+            policy: StagePolicy::RunTime,
+            loaded: Mutex::new(HashMap::new()),
+        })
+    }
+
+    /// The same handle choosing STAGES by `policy` (the default is [`StagePolicy::RunTime`]).
+    pub fn with_policy(mut self, policy: StagePolicy) -> GroupedGemm {
+        self.policy = policy;
+        self
     }
 
     /// The device this handle runs on.
@@ -193,9 +229,9 @@ impl GroupedGemm {
         self.limit
     }
 
-    /// Every tactic's STAGES under this handle's limit.
+    /// Every tactic's STAGES under this handle's limit and policy.
     pub fn plan(&self) -> Vec<TacticPlan> {
-        plan_all(self.limit.bytes())
+        self.policy.plan_all(self.limit.bytes())
     }
 
     /// The variant a call with `format` and `problem` would run.
@@ -224,7 +260,7 @@ impl GroupedGemm {
         let static_bytes = loaded.kernels[&tactic.stages[0]].static_smem_bytes;
         let stages = match forced_stages {
             Some(s) => s,
-            None => deepest_fitting(tactic, limit, static_bytes).ok_or_else(|| {
+            None => self.policy.stages(tactic, limit, static_bytes).ok_or_else(|| {
                 self.too_large(
                     tactic.name.into(),
                     static_bytes + SmemLayout::new(tactic.tile, tactic.stages[0]).total_bytes,

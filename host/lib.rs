@@ -12,7 +12,8 @@
 //! - [`heuristic`]: which runnable tactic a problem prefers;
 //! - [`gemm`]: weights on the device and the launch path ([`GroupedGemm`]);
 //! - [`fp4`]: FP4 codecs and quantization; [`reference`]: the CPU reference;
-//! - [`device`]: device limits read from the driver.
+//! - [`device`]: device limits read from the driver;
+//! - [`moe`]: MoE layers (router, permutation, activation, combine) around the grouped GEMM.
 
 pub mod device;
 mod embedded;
@@ -20,11 +21,12 @@ pub mod error;
 pub mod fp4;
 pub mod gemm;
 pub mod heuristic;
+pub mod moe;
 pub mod plan;
 pub mod reference;
 pub mod rng;
 
-pub use embedded::{kernel_name, module_ptx};
+pub use embedded::{kernel_name, module_ptx, moe_module_ptx};
 pub use error::{Error, Result};
 pub use gemm::{DeviceWeights, GroupedGemm, GroupedGemmArgs, TacticChoice, Variant};
 pub use stagefit_kernels::arch::Arch;

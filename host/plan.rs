@@ -64,15 +64,54 @@ pub fn deepest_fitting(tactic: &Tactic, limit_bytes: usize, static_bytes: usize)
         .find(|&s| static_bytes + SmemLayout::new(tactic.tile, s).total_bytes <= limit_bytes)
 }
 
-/// The plan of every tactic under `limit_bytes` (kernels have no static shared memory; the
-/// launch path re-checks with the loaded kernel's real static size).
+/// The run-time policy's plan of every tactic under `limit_bytes`.
 pub fn plan_all(limit_bytes: usize) -> Vec<TacticPlan> {
-    TACTICS.iter().map(|tactic| TacticPlan { tactic, stages: deepest_fitting(tactic, limit_bytes, 0) }).collect()
+    StagePolicy::RunTime.plan_all(limit_bytes)
+}
+
+/// How STAGES are chosen for a tactic.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum StagePolicy {
+    /// The deepest compiled STAGES that fits the limit in force (stagefit's policy).
+    #[default]
+    RunTime,
+    /// STAGES fixed at the deepest that fits the family's largest part (232448 bytes), as a
+    /// compile-time policy would; the tactic is unusable wherever that does not fit.
+    FixedFamilyMax,
+}
+
+impl StagePolicy {
+    /// The STAGES this policy gives `tactic` under `limit_bytes`, with `static_bytes` of
+    /// static shared memory; `None` when it cannot run.
+    pub fn stages(self, tactic: &Tactic, limit_bytes: usize, static_bytes: usize) -> Option<usize> {
+        match self {
+            StagePolicy::RunTime => deepest_fitting(tactic, limit_bytes, static_bytes),
+            StagePolicy::FixedFamilyMax => {
+                let s = tactic.max_stages_compiled();
+                (static_bytes + SmemLayout::new(tactic.tile, s).total_bytes <= limit_bytes).then_some(s)
+            }
+        }
+    }
+
+    /// The footprint below which this policy cannot run `tactic` (without static memory).
+    pub fn least_bytes(self, tactic: &Tactic) -> usize {
+        let stages = match self {
+            StagePolicy::RunTime => tactic.stages[0],
+            StagePolicy::FixedFamilyMax => tactic.max_stages_compiled(),
+        };
+        SmemLayout::new(tactic.tile, stages).total_bytes
+    }
+
+    /// The plan of every tactic under `limit_bytes` (kernels have no static shared memory; the
+    /// launch path re-checks with the loaded kernel's real static size).
+    pub fn plan_all(self, limit_bytes: usize) -> Vec<TacticPlan> {
+        TACTICS.iter().map(|tactic| TacticPlan { tactic, stages: self.stages(tactic, limit_bytes, 0) }).collect()
+    }
 }
 
 /// What a compile-time "family maximum" policy would run: STAGES fixed at the deepest that
 /// fits the family's largest part, which fails to launch wherever that footprint exceeds the
 /// real limit. Returns whether the tactic would still launch under `limit_bytes`.
 pub fn family_max_policy_fits(tactic: &Tactic, limit_bytes: usize) -> bool {
-    SmemLayout::new(tactic.tile, tactic.max_stages_compiled()).total_bytes <= limit_bytes
+    StagePolicy::FixedFamilyMax.stages(tactic, limit_bytes, 0).is_some()
 }

@@ -9,7 +9,7 @@ use std::path::PathBuf;
 use std::process::Command;
 use std::sync::Mutex;
 
-use stagefit::{kernel_name, module_ptx, Arch, Fp4Format, TACTICS};
+use stagefit::{kernel_name, module_ptx, moe_module_ptx, Arch, Fp4Format, TACTICS};
 
 /// `ptxas` from `STAGEFIT_PTXAS`, `PATH`, or the `nvidia-cuda-nvcc` pip package.
 fn find_ptxas() -> PathBuf {
@@ -68,6 +68,45 @@ fn parse_report(text: &str) -> Vec<EntryReport> {
     entries
 }
 
+/// Assembles `ptx` for `arch` with `ptxas -v`; returns the per-entry reports or ptxas's output.
+fn assemble(ptxas: &PathBuf, arch: Arch, ptx: &str, file: &std::path::Path) -> Result<Vec<EntryReport>, String> {
+    std::fs::write(file, ptx).unwrap();
+    let out = Command::new(ptxas)
+        .arg(format!("-arch={}", arch.name()))
+        .arg("-v")
+        .arg(file)
+        .arg("-o")
+        .arg(file.with_extension("cubin"))
+        .output()
+        .expect("running ptxas");
+    let text = String::from_utf8_lossy(&out.stderr).into_owned() + &String::from_utf8_lossy(&out.stdout);
+    if out.status.success() {
+        Ok(parse_report(&text))
+    } else {
+        Err(format!("ptxas failed:\n{text}"))
+    }
+}
+
+const MOE_KERNELS: [&str; 8] = ["router", "topk", "count", "scatter", "gather", "activate", "combine", "fill"];
+
+#[test]
+fn moe_kernels_assemble_without_spills() {
+    let ptxas = find_ptxas();
+    let dir = std::env::temp_dir().join(format!("stagefit-ptxas-moe-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    for arch in Arch::ALL {
+        let ptx = moe_module_ptx(arch).expect("MoE module embedded");
+        let entries = assemble(&ptxas, arch, &ptx, &dir.join(format!("{}_moe.ptx", arch.name()))).unwrap();
+        for kernel in MOE_KERNELS {
+            let name = format!("stagefit_moe_{kernel}");
+            let e = entries.iter().find(|e| e.name == name).unwrap_or_else(|| panic!("{} lacks {name}", arch.name()));
+            assert_eq!((e.stack_bytes, e.spill_bytes, e.static_smem_bytes), (0, 0, 0), "{} {name}", arch.name());
+        }
+        assert_eq!(entries.len(), MOE_KERNELS.len());
+    }
+    std::fs::remove_dir_all(&dir).ok();
+}
+
 #[test]
 fn every_module_assembles_without_spills_or_static_shared_memory() {
     let ptxas = find_ptxas();
@@ -90,21 +129,13 @@ fn every_module_assembles_without_spills_or_static_shared_memory() {
                 };
                 let ptx = module_ptx(arch, format, tactic).expect("module embedded");
                 let file = dir.join(format!("{}_{}_{}.ptx", arch.name(), format.name(), tactic.name));
-                std::fs::write(&file, ptx).unwrap();
-                let out = Command::new(&ptxas)
-                    .arg(format!("-arch={}", arch.name()))
-                    .arg("-v")
-                    .arg(&file)
-                    .arg("-o")
-                    .arg(file.with_extension("cubin"))
-                    .output()
-                    .expect("running ptxas");
-                let text = String::from_utf8_lossy(&out.stderr).into_owned() + &String::from_utf8_lossy(&out.stdout);
-                if !out.status.success() {
-                    fail(format!("ptxas failed:\n{text}"));
-                    continue;
-                }
-                let entries = parse_report(&text);
+                let entries = match assemble(&ptxas, arch, &ptx, &file) {
+                    Ok(entries) => entries,
+                    Err(e) => {
+                        fail(e);
+                        continue;
+                    }
+                };
                 for &stages in tactic.stages {
                     let name = kernel_name(format, tactic, stages);
                     let Some(e) = entries.iter().find(|e| e.name == name) else {

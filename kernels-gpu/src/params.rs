@@ -11,7 +11,8 @@
 /// - `offsets`: u32 `[groups + 1]`, non-decreasing, `offsets[0] == 0`;
 /// - `c`: bf16 `[offsets[groups], n]`, row-major.
 #[repr(C)]
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Copy, Default, PartialEq, Eq)]
+#[cfg_attr(not(target_arch = "nvptx64"), derive(Debug))]
 pub struct GroupedGemmParams {
     /// Activations, bf16 `[rows, k]`.
     pub a: u64,
@@ -33,4 +34,113 @@ pub struct GroupedGemmParams {
     pub groups: u32,
     /// Rows of `a` and `c`: the kernel traps if `offsets[groups]` exceeds it.
     pub rows: u32,
+}
+
+/// How the gate/up projection's output rows are arranged.
+pub mod gate_up {
+    /// Gate rows are `0..I`, up rows `I..2I` (Mixtral, Qwen).
+    pub const CONCATENATED: u32 = 0;
+    /// Gate and up alternate: row `2j` is gate `j`, row `2j+1` is up `j` (gpt-oss).
+    pub const INTERLEAVED: u32 = 1;
+}
+
+/// The activation between the two projections.
+pub mod activation {
+    /// `silu(gate) · up`.
+    pub const SWIGLU: u32 = 0;
+    /// gpt-oss: `gate = min(gate, limit)`, `up = clamp(up, ±limit)`,
+    /// `(up + 1) · gate · sigmoid(alpha · gate)`.
+    pub const GPT_OSS: u32 = 1;
+}
+
+/// Arguments shared by the MoE-layer kernels (routing, permutation, activation, combine).
+/// Each kernel reads the fields it needs; pointers are device addresses.
+///
+/// Shapes: `tokens` T, `experts` E, `top_k` k, `hidden` H, `inter` I; an *assignment* is
+/// `a = t·k + r` (token t's r-th expert); *permuted rows* are assignments sorted by expert,
+/// stable in `a`.
+#[repr(C)]
+#[derive(Clone, Copy, Default, PartialEq)]
+#[cfg_attr(not(target_arch = "nvptx64"), derive(Debug))]
+pub struct MoeParams {
+    /// bf16 `[T, H]` input.
+    pub x: u64,
+    /// bf16 `[E, H]` router weights.
+    pub router_w: u64,
+    /// f32 `[E]` router bias.
+    pub router_b: u64,
+    /// f32 `[T, E]` router logits (workspace).
+    pub logits: u64,
+    /// u32 `[T, k]` chosen experts, best first.
+    pub topk_ids: u64,
+    /// f32 `[T, k]` their combine weights.
+    pub topk_w: u64,
+    /// u32 `[E]` assignments per expert.
+    pub counts: u64,
+    /// u32 `[E + 1]` first permuted row of each expert (the grouped GEMMs' offsets).
+    pub offsets: u64,
+    /// u32 `[T·k]` assignment of each permuted row.
+    pub perm_src: u64,
+    /// u32 `[T·k]` permuted row of each assignment.
+    pub perm_dst: u64,
+    /// bf16 `[T·k, H]` input rows in permuted order.
+    pub a_perm: u64,
+    /// bf16 `[T·k, 2I]` gate/up projection output.
+    pub h1: u64,
+    /// f32 `[E, 2I]` gate/up bias.
+    pub gate_up_bias: u64,
+    /// bf16 `[T·k, I]` activation output.
+    pub a2: u64,
+    /// bf16 `[T·k, H]` down projection output.
+    pub h2: u64,
+    /// f32 `[E, H]` down bias.
+    pub down_bias: u64,
+    /// bf16 `[T, H]` output.
+    pub out: u64,
+    /// T.
+    pub tokens: u32,
+    /// E.
+    pub experts: u32,
+    /// k.
+    pub top_k: u32,
+    /// H.
+    pub hidden: u32,
+    /// I.
+    pub inter: u32,
+    /// 1: combine weights are the softmax of the k chosen logits; 0: of all E logits.
+    pub renormalize: u32,
+    /// One of [`gate_up`].
+    pub gate_up_layout: u32,
+    /// One of [`activation`].
+    pub activation: u32,
+    /// gpt-oss clamp limit.
+    pub limit: f32,
+    /// gpt-oss sigmoid slope.
+    pub alpha: f32,
+}
+
+/// Most experts one token may be routed to.
+pub const MAX_TOP_K: usize = 8;
+/// Most experts the router's top-k kernel handles (8 logits per lane of a warp).
+pub const MAX_EXPERTS: usize = 256;
+/// Threads per block of every MoE-layer kernel.
+pub const MOE_BLOCK: usize = 256;
+/// Dynamic shared memory of the `count` and `scatter` kernels: a u32 per warp and one more.
+pub const MOE_SCRATCH_BYTES: usize = (MOE_BLOCK / 32 + 1) * 4;
+
+/// Arguments of the fill kernel: `len` bytes at `ptr` get `lo + hash(seed, i) % span`.
+#[repr(C)]
+#[derive(Clone, Copy, Default, PartialEq, Eq)]
+#[cfg_attr(not(target_arch = "nvptx64"), derive(Debug))]
+pub struct FillParams {
+    /// Device address of the bytes.
+    pub ptr: u64,
+    /// Bytes to write.
+    pub len: u64,
+    /// Seed of the hash.
+    pub seed: u64,
+    /// Smallest byte value.
+    pub lo: u32,
+    /// Number of distinct values (1..=256).
+    pub span: u32,
 }

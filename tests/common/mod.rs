@@ -57,3 +57,24 @@ pub fn random_problem(name: &str, format: Fp4Format, sizes: &[usize], n: usize, 
     let reference = reference::grouped_gemm(&a_f32, &weights.dequantize(), &offsets, n, k);
     HostProblem { name: name.to_string(), n, k, offsets, a, weights, reference }
 }
+
+/// Random host weights for one MoE layer: weights quantized from uniform values scaled so that
+/// activations stay near unit size, router and biases uniform.
+pub fn random_moe_weights(config: &stagefit::moe::MoeConfig, seed: u64) -> stagefit::moe::MoeLayerWeights {
+    let mut rng = SplitMix64::new(seed);
+    let (e, h, i) = (config.experts, config.hidden, config.intermediate);
+    let mut dense = |n: usize, k: usize| {
+        let w: Vec<f32> = (0..e * n * k).map(|_| rng.uniform(-1.0, 1.0) * 1.7 / (k as f32).sqrt()).collect();
+        quantize(config.format, e, n, k, &w).expect("quantizing")
+    };
+    let gate_up = dense(2 * i, h);
+    let down = dense(h, i);
+    stagefit::moe::MoeLayerWeights {
+        router: (0..e * h).map(|_| bf16::from_f32(rng.uniform(-1.0, 1.0) * 2.0 / (h as f32).sqrt())).collect(),
+        router_bias: rng.vec(e, -0.5, 0.5),
+        gate_up,
+        gate_up_bias: rng.vec(e * 2 * i, -0.1, 0.1),
+        down,
+        down_bias: rng.vec(e * h, -0.1, 0.1),
+    }
+}

@@ -31,3 +31,29 @@ macro_rules! entry_point {
 }
 
 crate::with_tactics!(entry_points);
+
+macro_rules! moe_entry_points {
+    ($($name:ident => $params:ty),+ $(,)?) => {
+        $(
+            const _: () = {
+                #[export_name = concat!("stagefit_moe_", stringify!($name))]
+                unsafe extern "ptx-kernel" fn kernel(params: $params) {
+                    // SAFETY: the host launches these with the documented block size, grid and
+                    // validated shapes (see `host/moe`).
+                    unsafe { super::moe::$name(&params) }
+                }
+            };
+        )+
+    };
+}
+
+moe_entry_points!(
+    router => crate::params::MoeParams,
+    topk => crate::params::MoeParams,
+    count => crate::params::MoeParams,
+    scatter => crate::params::MoeParams,
+    gather => crate::params::MoeParams,
+    activate => crate::params::MoeParams,
+    combine => crate::params::MoeParams,
+    fill => crate::params::FillParams,
+);

@@ -4,11 +4,14 @@
 //! - [`fp4`]: e2m1 and scale decoding in registers;
 //! - [`scheduler`]: the tile table that maps a linear tile index to (group, m-tile, n-tile);
 //! - [`gemm`]: the pipelined grouped GEMM, generic over format, tile and STAGES;
-//! - [`kernels`]: the `extern "ptx-kernel"` entry points, one per (format, tactic, STAGES).
+//! - [`moe`]: the MoE-layer kernels around the grouped GEMMs;
+//! - [`kernels`]: the `extern "ptx-kernel"` entry points, one per (format, tactic, STAGES), and
+//!   one per MoE-layer kernel.
 
 mod fp4;
 mod gemm;
 mod kernels;
+mod moe;
 mod ptx;
 mod scheduler;
 

@@ -194,3 +194,117 @@ pub fn mma_bf16_m16n8k16(c: [f32; 4], a: [u32; 4], b: [u32; 2]) -> [f32; 4] {
     }
     [d0, d1, d2, d3]
 }
+
+/// `shfl.sync.bfly.b32` over the full warp: the value of lane `lane ^ mask`.
+#[inline(always)]
+pub fn shfl_xor(v: u32, mask: u32) -> u32 {
+    let r: u32;
+    // SAFETY: called by all 32 lanes of a converged warp (mask = all lanes).
+    unsafe { asm!("shfl.sync.bfly.b32 {0}, {1}, {2}, 31, -1;", out(reg32) r, in(reg32) v, in(reg32) mask) };
+    r
+}
+
+/// `vote.sync.ballot.b32` over the full warp: bit i set when lane i's `pred` holds.
+#[inline(always)]
+pub fn ballot(pred: bool) -> u32 {
+    let r: u32;
+    // SAFETY: called by all 32 lanes of a converged warp.
+    unsafe {
+        asm!(
+            "{{ .reg .pred p; setp.ne.u32 p, {1}, 0; vote.sync.ballot.b32 {0}, p, -1; }}",
+            out(reg32) r, in(reg32) pred as u32
+        )
+    };
+    r
+}
+
+/// `%lanemask_lt`: bits of the lanes below this one.
+#[inline(always)]
+pub fn lanemask_lt() -> u32 {
+    let r: u32;
+    // SAFETY: reads a special register.
+    unsafe { asm!("mov.u32 {0}, %lanemask_lt;", out(reg32) r) };
+    r
+}
+
+/// `ex2.approx.ftz.f32`: 2^x (relative error about 2^-22).
+#[inline(always)]
+pub fn exp2_approx(x: f32) -> f32 {
+    let r: f32;
+    // SAFETY: register-only arithmetic.
+    unsafe { asm!("ex2.approx.ftz.f32 {0}, {1};", out(reg32) r, in(reg32) x) };
+    r
+}
+
+/// e^x through [`exp2_approx`].
+#[inline(always)]
+pub fn exp_approx(x: f32) -> f32 {
+    exp2_approx(x * core::f32::consts::LOG2_E)
+}
+
+/// `ld.global.nc.v4.u32`.
+///
+/// # Safety
+/// `addr` must be a 16-byte aligned global address that no thread writes during the kernel.
+#[inline(always)]
+pub unsafe fn ld_global_nc_v4(addr: u64) -> [u32; 4] {
+    let (x, y, z, w): (u32, u32, u32, u32);
+    asm!(
+        "ld.global.nc.v4.u32 {{{0}, {1}, {2}, {3}}}, [{4}];",
+        out(reg32) x, out(reg32) y, out(reg32) z, out(reg32) w, in(reg64) addr
+    );
+    [x, y, z, w]
+}
+
+/// `st.global.v4.u32`.
+///
+/// # Safety
+/// `addr` must be a 16-byte aligned writable global address.
+#[inline(always)]
+pub unsafe fn st_global_v4(addr: u64, v: [u32; 4]) {
+    asm!(
+        "st.global.v4.u32 [{0}], {{{1}, {2}, {3}, {4}}};",
+        in(reg64) addr, in(reg32) v[0], in(reg32) v[1], in(reg32) v[2], in(reg32) v[3]
+    );
+}
+
+/// `ld.global.nc.u16`, zero-extended.
+///
+/// # Safety
+/// `addr` must be a 2-byte aligned global address that no thread writes during the kernel.
+#[inline(always)]
+pub unsafe fn ld_global_nc_u16(addr: u64) -> u32 {
+    let v: u32;
+    asm!("{{ .reg .b16 h; ld.global.nc.u16 h, [{1}]; cvt.u32.u16 {0}, h; }}", out(reg32) v, in(reg64) addr);
+    v
+}
+
+/// `st.global.u16` of the low half of `v`.
+///
+/// # Safety
+/// `addr` must be a 2-byte aligned writable global address.
+#[inline(always)]
+pub unsafe fn st_global_u16(addr: u64, v: u32) {
+    asm!("{{ .reg .b16 h; cvt.u16.u32 h, {1}; st.global.u16 [{0}], h; }}", in(reg64) addr, in(reg32) v);
+}
+
+/// `st.global.u8` of the low byte of `v`.
+///
+/// # Safety
+/// `addr` must be a writable global address.
+#[inline(always)]
+pub unsafe fn st_global_u8(addr: u64, v: u32) {
+    asm!("{{ .reg .b16 h; cvt.u16.u32 h, {1}; st.global.u8 [{0}], h; }}", in(reg64) addr, in(reg32) v);
+}
+
+/// bf16 bits to f32 (exact).
+#[inline(always)]
+pub fn bf16_to_f32(bits: u32) -> f32 {
+    f32::from_bits(bits << 16)
+}
+
+/// f32 to bf16 bits, rounding to nearest even (`cvt.rn.bf16x2.f32` with a zero high half).
+#[inline(always)]
+pub fn f32_to_bf16(x: f32) -> u32 {
+    pack_bf16x2(x, 0.0) & 0xFFFF
+}

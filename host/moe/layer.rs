@@ -1,0 +1,313 @@
+//! An MoE layer on the GPU: its weights, a preallocated workspace, and `forward`.
+
+use std::sync::Arc;
+
+use cudarc::driver::{CudaContext, CudaSlice, CudaStream, DevicePtr, DevicePtrMut};
+use half::bf16;
+use stagefit_kernels::params::MoeParams;
+
+use crate::error::{DriverContext, Error, Result};
+use crate::gemm::{DeviceWeights, GroupedGemm, GroupedGemmArgs, TacticChoice, Variant};
+use crate::moe::config::MoeConfig;
+use crate::moe::kernels::{MoeKernels, MoeOp};
+use crate::moe::weights::MoeLayerWeights;
+use crate::plan::StagePolicy;
+use crate::Fp4Format;
+
+/// What runs MoE layers on one context: the grouped GEMM (with its shared-memory limit and
+/// stage policy) and the MoE-layer kernels.
+pub struct MoeEngine {
+    gemm: GroupedGemm,
+    kernels: MoeKernels,
+}
+
+/// One layer's weights in device memory.
+pub struct MoeLayer {
+    config: MoeConfig,
+    router: CudaSlice<bf16>,
+    router_bias: CudaSlice<f32>,
+    gate_up: DeviceWeights,
+    gate_up_bias: CudaSlice<f32>,
+    down: DeviceWeights,
+    down_bias: CudaSlice<f32>,
+}
+
+/// Device buffers for `forward` on up to `max_tokens` tokens, allocated once.
+pub struct MoeWorkspace {
+    max_tokens: usize,
+    logits: CudaSlice<f32>,
+    topk_ids: CudaSlice<u32>,
+    topk_w: CudaSlice<f32>,
+    counts: CudaSlice<u32>,
+    offsets: CudaSlice<u32>,
+    perm_src: CudaSlice<u32>,
+    perm_dst: CudaSlice<u32>,
+    a_perm: CudaSlice<bf16>,
+    h1: CudaSlice<bf16>,
+    a2: CudaSlice<bf16>,
+    h2: CudaSlice<bf16>,
+}
+
+/// The routing of the last `forward`, copied back to the host.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Routing {
+    /// `[T, k]` experts, best first.
+    pub ids: Vec<u32>,
+    /// `[T, k]` combine weights.
+    pub weights: Vec<f32>,
+    /// `[E + 1]` first permuted row of each expert.
+    pub offsets: Vec<u32>,
+    /// `[T·k]` assignment of each permuted row.
+    pub perm_src: Vec<u32>,
+}
+
+/// The grouped-GEMM variants one `forward` ran.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ForwardVariants {
+    /// Gate/up projection.
+    pub gate_up: Variant,
+    /// Down projection.
+    pub down: Variant,
+}
+
+impl MoeEngine {
+    /// An engine for the device `ctx` is on, limited to `budget` bytes of shared memory per
+    /// block if given, choosing STAGES by `policy`.
+    pub fn new(ctx: &Arc<CudaContext>, budget: Option<usize>, policy: StagePolicy) -> Result<MoeEngine> {
+        let gemm = GroupedGemm::new(ctx, budget)?.with_policy(policy);
+        let kernels = MoeKernels::load(ctx, gemm.arch())?;
+        Ok(MoeEngine { gemm, kernels })
+    }
+
+    /// The grouped GEMM this engine launches.
+    pub fn gemm(&self) -> &GroupedGemm {
+        &self.gemm
+    }
+
+    /// Uploads one layer's host weights.
+    pub fn upload(&self, stream: &Arc<CudaStream>, config: &MoeConfig, w: &MoeLayerWeights) -> Result<MoeLayer> {
+        config.validate()?;
+        w.check(config)?;
+        let up = |v: &[f32]| stream.clone_htod(v).during("uploading a bias");
+        Ok(MoeLayer {
+            config: config.clone(),
+            router: stream.clone_htod(&w.router).during("uploading the router")?,
+            router_bias: up(&w.router_bias)?,
+            gate_up: DeviceWeights::upload(stream, &w.gate_up)?,
+            gate_up_bias: up(&w.gate_up_bias)?,
+            down: DeviceWeights::upload(stream, &w.down)?,
+            down_bias: up(&w.down_bias)?,
+        })
+    }
+
+    /// A layer of seeded random weights generated on the device: FP4 codes uniform over all 16
+    /// values, block scales chosen so that outputs stay near unit size, a random router, no
+    /// biases. Nothing of the size of the weights touches the host.
+    pub fn random_layer(&self, stream: &Arc<CudaStream>, config: &MoeConfig, seed: u64) -> Result<MoeLayer> {
+        config.validate()?;
+        let (e, h, i) = (config.experts, config.hidden, config.intermediate);
+        let random_weights = |n: usize, k: usize, seed: u64| -> Result<DeviceWeights> {
+            let mut codes = stream.alloc_zeros::<u8>(e * n * k / 2).during("allocating weights")?;
+            let mut scales =
+                stream.alloc_zeros::<u8>(e * k / config.format.scale_block() * n).during("allocating scales")?;
+            self.kernels.fill(stream, &mut codes, seed, 0, 256)?;
+            // e2m1 codes have an RMS of about 2.9; a scale near 0.8 / (2.9 · sqrt(k)) keeps a
+            // dot product with unit inputs near unit size.
+            let target = 0.8 / (2.9 * (k as f32).sqrt());
+            let (lo, span) = match config.format {
+                Fp4Format::Mxfp4 => ((target.log2().round() as i32 + 127) as u8, 2),
+                Fp4Format::Nvfp4 => (crate::fp4::e4m3_encode_non_negative(target), 4),
+            };
+            self.kernels.fill(stream, &mut scales, seed ^ 0x5CA1E, lo, span)?;
+            let expert_scales = stream.clone_htod(&vec![1.0f32; e]).during("uploading expert scales")?;
+            DeviceWeights::from_parts(config.format, (e, n, k), codes, scales, expert_scales)
+        };
+        let mut rng = crate::rng::SplitMix64::new(seed);
+        let router: Vec<bf16> =
+            (0..e * h).map(|_| bf16::from_f32(rng.uniform(-1.0, 1.0) / (h as f32).sqrt())).collect();
+        let zeros = |len: usize| stream.alloc_zeros::<f32>(len).during("allocating a bias");
+        Ok(MoeLayer {
+            config: config.clone(),
+            router: stream.clone_htod(&router).during("uploading the router")?,
+            router_bias: zeros(e)?,
+            gate_up: random_weights(2 * i, h, seed.wrapping_add(1))?,
+            gate_up_bias: zeros(e * 2 * i)?,
+            down: random_weights(h, i, seed.wrapping_add(2))?,
+            down_bias: zeros(e * h)?,
+        })
+    }
+
+    /// `out = MoE(x)` for `tokens` rows of `x` (`[tokens, H]` bf16) into `out` (`[tokens, H]`).
+    /// Allocates nothing: all intermediates live in `ws`.
+    #[allow(clippy::too_many_arguments)]
+    pub fn forward(
+        &self,
+        stream: &Arc<CudaStream>,
+        layer: &MoeLayer,
+        x: &CudaSlice<bf16>,
+        tokens: usize,
+        out: &mut CudaSlice<bf16>,
+        ws: &mut MoeWorkspace,
+        choice: TacticChoice<'_>,
+    ) -> Result<ForwardVariants> {
+        let c = &layer.config;
+        let (h, i, k) = (c.hidden, c.intermediate, c.top_k);
+        if tokens > ws.max_tokens {
+            return Err(Error::Shape {
+                what: "tokens",
+                value: tokens,
+                requirement: "at most the workspace's max_tokens",
+            });
+        }
+        for (buffer, needed, actual) in [("x", tokens * h, x.len()), ("out", tokens * h, out.len())] {
+            if actual < needed {
+                return Err(Error::BufferTooSmall { buffer, needed, actual });
+            }
+        }
+        let rows = tokens * k;
+        let (activation, limit, alpha) = c.activation_ids();
+        let mut p = MoeParams {
+            tokens: tokens as u32,
+            experts: c.experts as u32,
+            top_k: k as u32,
+            hidden: h as u32,
+            inter: i as u32,
+            renormalize: c.renormalize as u32,
+            gate_up_layout: c.gate_up_layout_id(),
+            activation,
+            limit,
+            alpha,
+            ..MoeParams::default()
+        };
+        {
+            // Raw addresses for the MoE kernels; the guards order these buffers' uses on `stream`.
+            let (x_ptr, _g0) = x.device_ptr(stream);
+            let (router_w, _g1) = layer.router.device_ptr(stream);
+            let (router_b, _g2) = layer.router_bias.device_ptr(stream);
+            let (gub, _g3) = layer.gate_up_bias.device_ptr(stream);
+            let (db, _g4) = layer.down_bias.device_ptr(stream);
+            let (logits, _g5) = ws.logits.device_ptr_mut(stream);
+            let (ids, _g6) = ws.topk_ids.device_ptr_mut(stream);
+            let (tw, _g7) = ws.topk_w.device_ptr_mut(stream);
+            let (counts, _g8) = ws.counts.device_ptr_mut(stream);
+            let (offsets, _g9) = ws.offsets.device_ptr_mut(stream);
+            let (src, _g10) = ws.perm_src.device_ptr_mut(stream);
+            let (dst, _g11) = ws.perm_dst.device_ptr_mut(stream);
+            let (a_perm, _g12) = ws.a_perm.device_ptr_mut(stream);
+            p.x = x_ptr;
+            p.router_w = router_w;
+            p.router_b = router_b;
+            p.gate_up_bias = gub;
+            p.down_bias = db;
+            p.logits = logits;
+            p.topk_ids = ids;
+            p.topk_w = tw;
+            p.counts = counts;
+            p.offsets = offsets;
+            p.perm_src = src;
+            p.perm_dst = dst;
+            p.a_perm = a_perm;
+            // SAFETY: each buffer above is a live allocation of this context sized for
+            // `max_tokens >= tokens` (workspace) or checked against the config (`upload`,
+            // `random_layer`) and `x`'s length was checked above; the config was validated.
+            unsafe {
+                for op in [MoeOp::Router, MoeOp::TopK, MoeOp::Count, MoeOp::Scatter, MoeOp::Gather] {
+                    self.kernels.launch(stream, op, &p)?;
+                }
+            }
+        }
+        let gate_up = self.gemm.run(
+            stream,
+            GroupedGemmArgs { rows, a: &ws.a_perm, offsets: &ws.offsets, weights: &layer.gate_up, c: &mut ws.h1 },
+            choice,
+        )?;
+        {
+            let (src, _g0) = ws.perm_src.device_ptr(stream);
+            let (ids, _g1) = ws.topk_ids.device_ptr(stream);
+            let (gub, _g2) = layer.gate_up_bias.device_ptr(stream);
+            let (h1, _g3) = ws.h1.device_ptr(stream);
+            let (a2, _g4) = ws.a2.device_ptr_mut(stream);
+            let q = MoeParams { perm_src: src, topk_ids: ids, gate_up_bias: gub, h1, a2, ..p };
+            // SAFETY: as above; `h1` and `a2` are workspace buffers of `max_tokens·k` rows.
+            unsafe { self.kernels.launch(stream, MoeOp::Activate, &q)? };
+        }
+        let down = self.gemm.run(
+            stream,
+            GroupedGemmArgs { rows, a: &ws.a2, offsets: &ws.offsets, weights: &layer.down, c: &mut ws.h2 },
+            choice,
+        )?;
+        {
+            let (dst, _g0) = ws.perm_dst.device_ptr(stream);
+            let (ids, _g1) = ws.topk_ids.device_ptr(stream);
+            let (tw, _g2) = ws.topk_w.device_ptr(stream);
+            let (h2, _g3) = ws.h2.device_ptr(stream);
+            let (db, _g4) = layer.down_bias.device_ptr(stream);
+            let (out_ptr, _g5) = out.device_ptr_mut(stream);
+            let q = MoeParams { perm_dst: dst, topk_ids: ids, topk_w: tw, h2, down_bias: db, out: out_ptr, ..p };
+            // SAFETY: as above; `out` holds at least `tokens·H` elements (checked).
+            unsafe { self.kernels.launch(stream, MoeOp::Combine, &q)? };
+        }
+        Ok(ForwardVariants { gate_up, down })
+    }
+}
+
+impl MoeLayer {
+    /// The layer's configuration.
+    pub fn config(&self) -> &MoeConfig {
+        &self.config
+    }
+
+    /// Copies the weights back to the host (for checking against the CPU reference).
+    pub fn download(&self, stream: &Arc<CudaStream>) -> Result<MoeLayerWeights> {
+        let down = |v: &CudaSlice<f32>| stream.clone_dtoh(v).during("downloading a bias");
+        Ok(MoeLayerWeights {
+            router: stream.clone_dtoh(&self.router).during("downloading the router")?,
+            router_bias: down(&self.router_bias)?,
+            gate_up: self.gate_up.download(stream)?,
+            gate_up_bias: down(&self.gate_up_bias)?,
+            down: self.down.download(stream)?,
+            down_bias: down(&self.down_bias)?,
+        })
+    }
+}
+
+impl MoeWorkspace {
+    /// Buffers for up to `max_tokens` tokens of layers shaped like `config`.
+    pub fn new(stream: &Arc<CudaStream>, config: &MoeConfig, max_tokens: usize) -> Result<MoeWorkspace> {
+        config.validate()?;
+        let (t, e, k, h, i) = (max_tokens.max(1), config.experts, config.top_k, config.hidden, config.intermediate);
+        Ok(MoeWorkspace {
+            max_tokens,
+            logits: stream.alloc_zeros(t * e).during("allocating the workspace")?,
+            topk_ids: stream.alloc_zeros(t * k).during("allocating the workspace")?,
+            topk_w: stream.alloc_zeros(t * k).during("allocating the workspace")?,
+            counts: stream.alloc_zeros(e).during("allocating the workspace")?,
+            offsets: stream.alloc_zeros(e + 1).during("allocating the workspace")?,
+            perm_src: stream.alloc_zeros(t * k).during("allocating the workspace")?,
+            perm_dst: stream.alloc_zeros(t * k).during("allocating the workspace")?,
+            a_perm: stream.alloc_zeros(t * k * h).during("allocating the workspace")?,
+            h1: stream.alloc_zeros(t * k * 2 * i).during("allocating the workspace")?,
+            a2: stream.alloc_zeros(t * k * i).during("allocating the workspace")?,
+            h2: stream.alloc_zeros(t * k * h).during("allocating the workspace")?,
+        })
+    }
+
+    /// The most tokens one `forward` may take.
+    pub fn max_tokens(&self) -> usize {
+        self.max_tokens
+    }
+
+    /// The routing and permutation of the last `forward` of `tokens` tokens with `config`.
+    pub fn routing(&self, stream: &Arc<CudaStream>, tokens: usize, config: &MoeConfig) -> Result<Routing> {
+        let n = tokens * config.top_k;
+        let get = |s: &CudaSlice<u32>, len: usize| -> Result<Vec<u32>> {
+            Ok(stream.clone_dtoh(s).during("downloading the routing")?[..len].to_vec())
+        };
+        Ok(Routing {
+            ids: get(&self.topk_ids, n)?,
+            weights: stream.clone_dtoh(&self.topk_w).during("downloading the routing")?[..n].to_vec(),
+            offsets: get(&self.offsets, config.experts + 1)?,
+            perm_src: get(&self.perm_src, n)?,
+        })
+    }
+}

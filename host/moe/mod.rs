@@ -1,0 +1,18 @@
+//! Mixture-of-Experts layers built on the grouped GEMM.
+//!
+//! `forward` runs, all on the GPU and all in Rust kernels: router logits → top-k and combine
+//! weights → a stable permutation of the assignments by expert (offsets for the grouped GEMMs)
+//! → gather → gate/up grouped GEMM → activation (SwiGLU or gpt-oss's clamped variant, with the
+//! gate/up bias) → down grouped GEMM → weighted combine (with the down bias) back to token
+//! order.
+
+pub mod checkpoint;
+pub mod config;
+mod kernels;
+pub mod layer;
+pub mod reference;
+pub mod weights;
+
+pub use config::{presets, Activation, GateUpLayout, MoeConfig, Preset, GPT_OSS};
+pub use layer::{ForwardVariants, MoeEngine, MoeLayer, MoeWorkspace, Routing};
+pub use weights::MoeLayerWeights;

@@ -1,0 +1,387 @@
+//! The MoE-layer kernels around the grouped GEMMs: router, top-k, the stable permutation of
+//! assignments by expert, gather, activation, weighted combine, and a random fill for
+//! synthetic weights. All use [`MOE_BLOCK`] threads per block and read [`MoeParams`].
+//!
+//! Every kernel is deterministic: no atomics, fixed summation orders.
+
+use core::arch::nvptx::{_block_idx_x, _grid_dim_x, _thread_idx_x};
+
+use super::ptx::*;
+use crate::params::{activation, gate_up, FillParams, MoeParams, MAX_EXPERTS, MAX_TOP_K, MOE_BLOCK, MOE_SCRATCH_BYTES};
+
+const WARPS: usize = MOE_BLOCK / 32;
+/// Scratch slot (after the per-warp counts) holding an expert's first permuted row.
+const FIRST_ROW_SLOT: u32 = 4 * WARPS as u32;
+const _: () = assert!(FIRST_ROW_SLOT as usize + 4 <= MOE_SCRATCH_BYTES);
+
+#[inline(always)]
+fn global_warp() -> (usize, usize) {
+    // SAFETY: special-register reads.
+    let (block, tid) = unsafe { (_block_idx_x() as usize, _thread_idx_x() as usize) };
+    ((block * MOE_BLOCK + tid) / 32, tid % 32)
+}
+
+#[inline(always)]
+fn warp_sum(mut v: f32) -> f32 {
+    let mut m = 16;
+    while m > 0 {
+        v += f32::from_bits(shfl_xor(v.to_bits(), m));
+        m /= 2;
+    }
+    v
+}
+
+#[inline(always)]
+fn warp_max(mut v: f32) -> f32 {
+    let mut m = 16;
+    while m > 0 {
+        v = v.max(f32::from_bits(shfl_xor(v.to_bits(), m)));
+        m /= 2;
+    }
+    v
+}
+
+/// Two bf16 in a u32 as f32s (low, high).
+#[inline(always)]
+fn unpack(w: u32) -> (f32, f32) {
+    (bf16_to_f32(w & 0xFFFF), bf16_to_f32(w >> 16))
+}
+
+/// `logits[t][e] = x[t] · router_w[e] + router_b[e]`, one warp per (t, e), f32 accumulation.
+///
+/// # Safety
+/// Pointers and shapes as documented on [`MoeParams`]; `hidden % 8 == 0`.
+pub unsafe fn router(p: &MoeParams) {
+    let (warp, lane) = global_warp();
+    let (experts, hidden) = (p.experts as usize, p.hidden as usize);
+    let (t, e) = (warp / experts.max(1), warp % experts.max(1));
+    if t >= p.tokens as usize {
+        return;
+    }
+    let mut acc = 0.0f32;
+    let mut c = lane;
+    while c < hidden / 8 {
+        let xv = ld_global_nc_v4(p.x + 2 * (t * hidden + c * 8) as u64);
+        let wv = ld_global_nc_v4(p.router_w + 2 * (e * hidden + c * 8) as u64);
+        let mut i = 0;
+        while i < 4 {
+            let ((x0, x1), (w0, w1)) = (unpack(xv[i]), unpack(wv[i]));
+            acc += x0 * w0 + x1 * w1;
+            i += 1;
+        }
+        c += 32;
+    }
+    let acc = warp_sum(acc);
+    if lane == 0 {
+        let bias = f32::from_bits(ld_global_nc_u32(p.router_b + 4 * e as u64));
+        st_global_u32(p.logits + 4 * (t * experts + e) as u64, (acc + bias).to_bits());
+    }
+}
+
+/// Top-k experts of each token (ties to the lower expert index) and their combine weights:
+/// the softmax of the k chosen logits (`renormalize`) or of all logits. One warp per token.
+///
+/// # Safety
+/// Pointers and shapes as documented on [`MoeParams`]; `experts <= 256`, `top_k <= 8`,
+/// `top_k <= experts`.
+pub unsafe fn topk(p: &MoeParams) {
+    let (t, lane) = global_warp();
+    let (experts, k) = (p.experts as usize, p.top_k as usize);
+    if t >= p.tokens as usize {
+        return;
+    }
+    const PER_LANE: usize = MAX_EXPERTS / 32;
+    let mut vals = [f32::NEG_INFINITY; PER_LANE];
+    let mut j = 0;
+    while j < PER_LANE {
+        let e = lane + 32 * j;
+        if e < experts {
+            vals[j] = f32::from_bits(ld_global_nc_u32(p.logits + 4 * (t * experts + e) as u64));
+        }
+        j += 1;
+    }
+    let mut local_max = f32::NEG_INFINITY;
+    let mut j = 0;
+    while j < PER_LANE {
+        local_max = local_max.max(vals[j]);
+        j += 1;
+    }
+    let max_all = warp_max(local_max);
+    let mut local_sum = 0.0f32;
+    let mut j = 0;
+    while j < PER_LANE {
+        if lane + 32 * j < experts {
+            local_sum += exp_approx(vals[j] - max_all);
+        }
+        j += 1;
+    }
+    let sum_all = warp_sum(local_sum);
+
+    let mut chosen = [0.0f32; MAX_TOP_K];
+    let mut ids = [0u32; MAX_TOP_K];
+    let mut r = 0;
+    while r < MAX_TOP_K {
+        if r < k {
+            // This lane's best remaining logit, then the warp's (lower index wins ties).
+            let (mut v, mut e) = (f32::NEG_INFINITY, u32::MAX);
+            let mut j = 0;
+            while j < PER_LANE {
+                if vals[j] > v {
+                    v = vals[j];
+                    e = (lane + 32 * j) as u32;
+                }
+                j += 1;
+            }
+            let mut m = 16;
+            while m > 0 {
+                let (ov, oe) = (f32::from_bits(shfl_xor(v.to_bits(), m)), shfl_xor(e, m));
+                if ov > v || (ov == v && oe < e) {
+                    v = ov;
+                    e = oe;
+                }
+                m /= 2;
+            }
+            let mut j = 0;
+            while j < PER_LANE {
+                if (lane + 32 * j) as u32 == e {
+                    vals[j] = f32::NEG_INFINITY;
+                }
+                j += 1;
+            }
+            chosen[r] = v;
+            ids[r] = e;
+        }
+        r += 1;
+    }
+    if lane == 0 {
+        let mut sum_chosen = 0.0f32;
+        let mut r = 0;
+        while r < MAX_TOP_K {
+            if r < k {
+                sum_chosen += exp_approx(chosen[r] - chosen[0]);
+            }
+            r += 1;
+        }
+        let mut r = 0;
+        while r < MAX_TOP_K {
+            if r < k {
+                let w = if p.renormalize != 0 {
+                    exp_approx(chosen[r] - chosen[0]) / sum_chosen
+                } else {
+                    exp_approx(chosen[r] - max_all) / sum_all
+                };
+                st_global_u32(p.topk_ids + 4 * (t * k + r) as u64, ids[r]);
+                st_global_u32(p.topk_w + 4 * (t * k + r) as u64, w.to_bits());
+            }
+            r += 1;
+        }
+    }
+}
+
+/// Walks all assignments in order, ranking those routed to expert `e` (stable); when
+/// `first_row` is given, writes their permuted rows. Returns how many there are. All threads
+/// of the block call it; `warp_counts` is shared scratch for one u32 per warp.
+#[inline(always)]
+unsafe fn rank_assignments(p: &MoeParams, e: u32, first_row: Option<u32>, warp_counts: u32) -> u32 {
+    let tid = _thread_idx_x() as usize;
+    let (warp, lane) = (tid / 32, tid % 32);
+    let total = p.tokens as usize * p.top_k as usize;
+    let mut seen = 0u32;
+    let mut start = 0;
+    while start < total {
+        let a = start + tid;
+        let pred = a < total && ld_global_nc_u32(p.topk_ids + 4 * a as u64) == e;
+        let votes = ballot(pred);
+        if lane == 0 {
+            st_shared_u32(warp_counts + 4 * warp as u32, votes.count_ones());
+        }
+        sync_threads();
+        let (mut before, mut chunk) = (0u32, 0u32);
+        let mut w = 0;
+        while w < WARPS {
+            let c = ld_shared_u32(warp_counts + 4 * w as u32);
+            if w < warp {
+                before += c;
+            }
+            chunk += c;
+            w += 1;
+        }
+        if let (Some(first), true) = (first_row, pred) {
+            let row = first + seen + before + (votes & lanemask_lt()).count_ones();
+            st_global_u32(p.perm_src + 4 * row as u64, a as u32);
+            st_global_u32(p.perm_dst + 4 * a as u64, row);
+        }
+        seen += chunk;
+        sync_threads();
+        start += MOE_BLOCK;
+    }
+    seen
+}
+
+/// `counts[e]`: assignments routed to expert `e`. One block per expert, with
+/// [`MOE_SCRATCH_BYTES`] of dynamic shared memory.
+///
+/// # Safety
+/// Pointers and shapes as documented on [`MoeParams`].
+pub unsafe fn count(p: &MoeParams) {
+    let e = _block_idx_x();
+    let n = rank_assignments(p, e, None, dynamic_smem_base());
+    if _thread_idx_x() == 0 {
+        st_global_u32(p.counts + 4 * e as u64, n);
+    }
+}
+
+/// `offsets`, `perm_src` and `perm_dst`: assignments sorted by expert, stable. One block per
+/// expert (after [`count`]), with [`MOE_SCRATCH_BYTES`] of dynamic shared memory.
+///
+/// # Safety
+/// Pointers and shapes as documented on [`MoeParams`]; `counts` filled by [`count`].
+pub unsafe fn scatter(p: &MoeParams) {
+    let e = _block_idx_x() as usize;
+    let tid = _thread_idx_x() as usize;
+    let scratch = dynamic_smem_base();
+    if tid < 32 {
+        // This expert's first row: the counts of the experts before it.
+        let mut partial = 0u32;
+        let mut j = 0;
+        while j < MAX_EXPERTS / 32 {
+            let i = tid + 32 * j;
+            if i < e {
+                partial += ld_global_nc_u32(p.counts + 4 * i as u64);
+            }
+            j += 1;
+        }
+        let mut m = 16;
+        while m > 0 {
+            partial += shfl_xor(partial, m);
+            m /= 2;
+        }
+        if tid == 0 {
+            st_shared_u32(scratch + FIRST_ROW_SLOT, partial);
+        }
+    }
+    sync_threads();
+    let first = ld_shared_u32(scratch + FIRST_ROW_SLOT);
+    let n = rank_assignments(p, e as u32, Some(first), scratch);
+    if tid == 0 {
+        st_global_u32(p.offsets + 4 * e as u64, first);
+        if e + 1 == p.experts as usize {
+            st_global_u32(p.offsets + 4 * (e + 1) as u64, first + n);
+        }
+    }
+}
+
+/// `a_perm[row] = x[token of perm_src[row]]`. One block per permuted row.
+///
+/// # Safety
+/// Pointers and shapes as documented on [`MoeParams`]; `hidden % 8 == 0`.
+pub unsafe fn gather(p: &MoeParams) {
+    let row = _block_idx_x() as usize;
+    let (hidden, k) = (p.hidden as usize, (p.top_k as usize).max(1));
+    if row >= p.tokens as usize * k {
+        return;
+    }
+    let t = ld_global_nc_u32(p.perm_src + 4 * row as u64) as usize / k;
+    let mut c = _thread_idx_x() as usize;
+    while c < hidden / 8 {
+        let v = ld_global_nc_v4(p.x + 2 * (t * hidden + c * 8) as u64);
+        st_global_v4(p.a_perm + 2 * (row * hidden + c * 8) as u64, v);
+        c += MOE_BLOCK;
+    }
+}
+
+/// `a2[row] = act(h1[row] + gate_up_bias[e])`, with the gate/up layout and activation the
+/// params name. One block per permuted row.
+///
+/// # Safety
+/// Pointers and shapes as documented on [`MoeParams`].
+pub unsafe fn activate(p: &MoeParams) {
+    let row = _block_idx_x() as usize;
+    let inter = p.inter as usize;
+    if row >= p.tokens as usize * p.top_k as usize {
+        return;
+    }
+    let a = ld_global_nc_u32(p.perm_src + 4 * row as u64) as usize;
+    let e = ld_global_nc_u32(p.topk_ids + 4 * a as u64) as usize;
+    let mut j = _thread_idx_x() as usize;
+    while j < inter {
+        let (gi, ui) = if p.gate_up_layout == gate_up::INTERLEAVED { (2 * j, 2 * j + 1) } else { (j, inter + j) };
+        let load = |i: usize| {
+            bf16_to_f32(ld_global_nc_u16(p.h1 + 2 * (row * 2 * inter + i) as u64))
+                + f32::from_bits(ld_global_nc_u32(p.gate_up_bias + 4 * (e * 2 * inter + i) as u64))
+        };
+        let (gate, up) = (load(gi), load(ui));
+        let y = if p.activation == activation::GPT_OSS {
+            let gate = gate.min(p.limit);
+            let up = up.max(-p.limit).min(p.limit);
+            (up + 1.0) * gate / (1.0 + exp_approx(-p.alpha * gate))
+        } else {
+            up * gate / (1.0 + exp_approx(-gate))
+        };
+        st_global_u16(p.a2 + 2 * (row * inter + j) as u64, f32_to_bf16(y));
+        j += MOE_BLOCK;
+    }
+}
+
+/// `out[t] = Σ_r topk_w[t][r] · (h2[perm_dst[t·k+r]] + down_bias[e_r])`, summed in f32 in
+/// the order r = 0..k. One block per token.
+///
+/// # Safety
+/// Pointers and shapes as documented on [`MoeParams`].
+pub unsafe fn combine(p: &MoeParams) {
+    let t = _block_idx_x() as usize;
+    let (hidden, k) = (p.hidden as usize, p.top_k as usize);
+    if t >= p.tokens as usize {
+        return;
+    }
+    let mut h = _thread_idx_x() as usize;
+    while h < hidden {
+        let mut acc = 0.0f32;
+        let mut r = 0;
+        while r < k {
+            let a = t * k + r;
+            let row = ld_global_nc_u32(p.perm_dst + 4 * a as u64) as usize;
+            let e = ld_global_nc_u32(p.topk_ids + 4 * a as u64) as usize;
+            let w = f32::from_bits(ld_global_nc_u32(p.topk_w + 4 * a as u64));
+            let v = bf16_to_f32(ld_global_nc_u16(p.h2 + 2 * (row * hidden + h) as u64))
+                + f32::from_bits(ld_global_nc_u32(p.down_bias + 4 * (e * hidden + h) as u64));
+            acc += w * v;
+            r += 1;
+        }
+        st_global_u16(p.out + 2 * (t * hidden + h) as u64, f32_to_bf16(acc));
+        h += MOE_BLOCK;
+    }
+}
+
+/// SplitMix64's output function.
+#[inline(always)]
+fn mix(mut z: u64) -> u64 {
+    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+    z ^ (z >> 31)
+}
+
+/// Fills bytes with `lo + hash(seed, i) % span`, four at a time (grid-stride).
+///
+/// # Safety
+/// `ptr` must address `len` writable bytes, 4-byte aligned.
+pub unsafe fn fill(p: &FillParams) {
+    let span = (p.span as u64).clamp(1, 256);
+    let byte = |h: u64, i: u32| (p.lo as u64 + ((h >> (8 * i)) & 0xFFFF_FFFF) % span) as u32 & 0xFF;
+    let stride = (_grid_dim_x() as u64) * MOE_BLOCK as u64;
+    let mut word = _block_idx_x() as u64 * MOE_BLOCK as u64 + _thread_idx_x() as u64;
+    while word * 4 < p.len {
+        let h = mix(p.seed.wrapping_add(word.wrapping_mul(0x9E37_79B9_7F4A_7C15)));
+        if word * 4 + 4 <= p.len {
+            let v = byte(h, 0) | byte(h, 1) << 8 | byte(h, 2) << 16 | byte(h, 3) << 24;
+            st_global_u32(p.ptr + word * 4, v);
+        } else {
+            let mut i = 0;
+            while word * 4 + i < p.len {
+                st_global_u8(p.ptr + word * 4 + i, byte(h, i as u32));
+                i += 1;
+            }
+        }
+        word += stride;
+    }
+}

@@ -1,0 +1,70 @@
+//! `moe-demo` end to end: without a GPU it says so and points to `stagefit plan`; with one it
+//! runs a small gpt-oss-20b-shaped model, verifies a layer, and also runs from a checkpoint.
+
+mod common;
+
+use std::process::Command;
+
+use common::random_moe_weights;
+use stagefit::device::driver_present;
+use stagefit::moe::checkpoint::write_layer;
+use stagefit::moe::presets;
+
+fn demo(args: &[&str]) -> (bool, String, String) {
+    let out = Command::new(env!("CARGO_BIN_EXE_moe-demo")).args(args).output().expect("running moe-demo");
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+#[test]
+fn without_a_gpu_the_demo_points_to_plan() {
+    if driver_present() {
+        println!("SKIPPED without_a_gpu_the_demo_points_to_plan: this machine has a CUDA driver");
+        return;
+    }
+    let (ok, _, err) = demo(&[]);
+    assert!(!ok);
+    assert!(err.contains("stagefit plan"), "{err}");
+}
+
+#[test]
+fn bad_options_are_refused() {
+    for args in [&["--preset", "llama"][..], &["--batch"], &["--policy", "sometimes"], &["--frobnicate"]] {
+        let (ok, _, err) = demo(args);
+        assert!(!ok, "{args:?}");
+        assert!(err.contains("usage:"), "{args:?}: {err}");
+    }
+}
+
+#[test]
+fn the_demo_runs_a_small_model_and_a_checkpoint() {
+    if !driver_present() {
+        println!("SKIPPED the_demo_runs_a_small_model_and_a_checkpoint: no CUDA driver (libcuda) on this machine");
+        return;
+    }
+    let small = ["--layers", "2", "--prompt-tokens", "16", "--decode-steps", "4", "--verify"];
+    for extra in [&[][..], &["--smem-limit", "101376"], &["--smem-limit", "101376", "--policy", "fixed-family-max"]] {
+        let args: Vec<&str> = small.iter().chain(extra).copied().collect();
+        let (ok, out, err) = demo(&args);
+        assert!(ok, "{args:?}: {err}");
+        for expected in ["prefill:", "decode:", "tokens/s", "verify: layer 0", "STAGES"] {
+            assert!(out.contains(expected), "{args:?} printed no {expected:?}:\n{out}");
+        }
+        let err_line = out.lines().find(|l| l.starts_with("verify:")).unwrap();
+        let max_rel: f64 = err_line.split("max_rel_err ").nth(1).unwrap().split(',').next().unwrap().parse().unwrap();
+        assert!(max_rel < 3e-2, "{err_line}");
+    }
+    // The same shapes from a gpt-oss-layout checkpoint of one layer.
+    let config = presets().into_iter().find(|p| p.name == "gpt-oss-20b").unwrap().config;
+    let path = std::env::temp_dir().join(format!("stagefit-demo-{}.safetensors", std::process::id()));
+    std::fs::write(&path, write_layer(0, &random_moe_weights(&config, 1)).unwrap()).unwrap();
+    let (ok, out, err) =
+        demo(&["--weights", path.to_str().unwrap(), "--prompt-tokens", "8", "--decode-steps", "2", "--verify"]);
+    std::fs::remove_file(&path).ok();
+    assert!(ok, "{err}");
+    assert!(out.contains("loading 1 MoE layers"), "{out}");
+    assert!(out.contains("verify: layer 0"), "{out}");
+}
