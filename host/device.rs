@@ -40,6 +40,8 @@ pub struct DeviceInfo {
     pub smem_per_sm: usize,
     /// Multiprocessors.
     pub sm_count: usize,
+    /// L2 cache bytes.
+    pub l2_bytes: usize,
     /// Driver version, e.g. 13000 for 13.0.
     pub driver_version: i32,
 }
@@ -62,6 +64,7 @@ impl DeviceInfo {
             smem_reserved_per_block: attr(Attr::CU_DEVICE_ATTRIBUTE_RESERVED_SHARED_MEMORY_PER_BLOCK)?,
             smem_per_sm: attr(Attr::CU_DEVICE_ATTRIBUTE_MAX_SHARED_MEMORY_PER_MULTIPROCESSOR)?,
             sm_count: attr(Attr::CU_DEVICE_ATTRIBUTE_MULTIPROCESSOR_COUNT)?,
+            l2_bytes: attr(Attr::CU_DEVICE_ATTRIBUTE_L2_CACHE_SIZE)?,
             driver_version,
         })
     }

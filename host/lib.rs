@@ -12,9 +12,10 @@
 //! - [`heuristic`]: which runnable tactic a problem prefers;
 //! - [`gemm`]: weights on the device and the launch path ([`GroupedGemm`]);
 //! - [`fp4`]: FP4 codecs and quantization; [`reference`]: the CPU reference;
-//! - [`device`]: device limits read from the driver;
+//! - [`device`]: device limits read from the driver; [`bench`]: `stagefit bench`;
 //! - [`moe`]: MoE layers (router, permutation, activation, combine) around the grouped GEMM.
 
+pub mod bench;
 pub mod device;
 mod embedded;
 pub mod error;

@@ -2,7 +2,9 @@
 //!
 //! - `stagefit info [--budget BYTES] [--json]`: the real device, its limits, and the plan;
 //! - `stagefit plan --arch ARCH [--smem-limit BYTES] [--json]`: the plan for an architecture
-//!   and shared-memory limit, with no GPU needed.
+//!   and shared-memory limit, with no GPU needed;
+//! - `stagefit bench [...]`: the grouped GEMM timed on MoE shapes against the device's copy
+//!   bandwidth, its bf16 rate and cuBLAS (see `stagefit::bench`).
 
 use std::process::ExitCode;
 
@@ -13,7 +15,10 @@ use stagefit::{Arch, GroupedGemm};
 
 const USAGE: &str = "usage:
   stagefit info [--budget BYTES] [--json]
-  stagefit plan --arch {sm_80|sm_90|sm_120a|sm_121a} [--smem-limit BYTES] [--json]";
+  stagefit plan --arch {sm_80|sm_90|sm_120a|sm_121a} [--smem-limit BYTES] [--json]
+  stagefit bench [--preset gpt-oss-20b,gpt-oss-120b,qwen3-30b-a3b,mixtral-8x7b] [--tokens 1,8,32,128,512,2048,8192]
+                 [--routing uniform,zipf] [--format nvfp4,mxfp4] [--budget device,101376] [--reps 20]
+                 [--no-cublas] [--json FILE]";
 
 /// One tactic's row of the plan, as printed by `--json`.
 #[derive(Serialize)]
@@ -87,16 +92,24 @@ struct Options {
     arch: Option<String>,
     bytes: Option<usize>,
     json: bool,
+    /// `bench` options, by name, as given.
+    lists: Vec<(String, String)>,
 }
 
 fn parse(args: &[String]) -> Result<Options, String> {
     let mut it = args.iter();
     let command = it.next().ok_or("missing command")?.clone();
-    let mut options = Options { command, arch: None, bytes: None, json: false };
+    let mut options = Options { command, arch: None, bytes: None, json: false, lists: Vec::new() };
     while let Some(arg) = it.next() {
         let mut value = |name: &str| it.next().cloned().ok_or(format!("{name} needs a value"));
         match arg.as_str() {
+            "--json" if options.command == "bench" => options.lists.push(("--json".into(), value("--json")?)),
             "--json" => options.json = true,
+            "--preset" | "--tokens" | "--routing" | "--format" | "--reps" => {
+                options.lists.push((arg.clone(), value(arg)?));
+            }
+            "--budget" if options.command == "bench" => options.lists.push((arg.clone(), value(arg)?)),
+            "--no-cublas" => options.lists.push((arg.clone(), String::new())),
             "--arch" => options.arch = Some(value("--arch")?),
             "--smem-limit" | "--budget" => {
                 let v = value(arg)?;
@@ -153,11 +166,115 @@ fn info_command(options: &Options) -> Result<(), String> {
     Ok(())
 }
 
+fn bench_command(options: &Options) -> Result<(), String> {
+    use stagefit::bench::{cublas_present, run, BenchOptions, Routing};
+    use stagefit::moe::presets;
+    use stagefit::Fp4Format;
+    let get = |name: &str| options.lists.iter().rev().find(|(n, _)| n == name).map(|(_, v)| v.as_str());
+    let list = |name: &str, default: &str| -> Vec<String> {
+        get(name).unwrap_or(default).split(',').map(str::to_string).collect()
+    };
+    let numbers = |name: &str, default: &str| -> Result<Vec<usize>, String> {
+        list(name, default).iter().map(|v| v.parse().map_err(|_| format!("{name} takes numbers, not {v:?}"))).collect()
+    };
+    let all = presets();
+    let bench = BenchOptions {
+        presets: list("--preset", "gpt-oss-20b,gpt-oss-120b,qwen3-30b-a3b,mixtral-8x7b")
+            .iter()
+            .map(|n| all.iter().find(|p| p.name == n).cloned().ok_or(format!("unknown preset {n:?}")))
+            .collect::<Result<_, _>>()?,
+        tokens: numbers("--tokens", "1,8,32,128,512,2048,8192")?,
+        routings: list("--routing", "uniform,zipf")
+            .iter()
+            .map(|r| match r.as_str() {
+                "uniform" => Ok(Routing::Uniform),
+                "zipf" => Ok(Routing::Zipf),
+                other => Err(format!("unknown routing {other:?}")),
+            })
+            .collect::<Result<_, _>>()?,
+        formats: list("--format", "nvfp4,mxfp4")
+            .iter()
+            .map(|f| Fp4Format::ALL.into_iter().find(|x| x.name() == f).ok_or(format!("unknown format {f:?}")))
+            .collect::<Result<_, _>>()?,
+        budgets: list("--budget", "device,101376")
+            .iter()
+            .map(|b| {
+                if b == "device" {
+                    Ok(None)
+                } else {
+                    b.parse().map(Some).map_err(|_| format!("--budget takes device or a byte count, not {b:?}"))
+                }
+            })
+            .collect::<Result<_, _>>()?,
+        reps: numbers("--reps", "20")?[0],
+        cublas: get("--no-cublas").is_none() && cublas_present(),
+    };
+    if get("--no-cublas").is_none() && !bench.cublas {
+        eprintln!("stagefit bench: libcublas not found (set LD_LIBRARY_PATH); running without the cuBLAS baseline");
+    }
+    println!(
+        "{:<13} {:<7} {:>5} {:<7} {:<5} {:>6} {:>3} {:<17} {:>2} {:>9} {:>7} {:>7} {:>5} {:>5} {:>5} {:>9} {:>6}",
+        "preset",
+        "proj",
+        "tok",
+        "routing",
+        "fmt",
+        "budget",
+        "E",
+        "tactic",
+        "S",
+        "time_us",
+        "TFLOP/s",
+        "GB/s",
+        "%bw",
+        "%mma",
+        "%roof",
+        "cublas_us",
+        "vs_cb"
+    );
+    let report = run(&bench, |r| {
+        let opt = |v: Option<f64>, prec: usize| v.map_or("-".to_string(), |v| format!("{v:.prec$}"));
+        println!(
+            "{:<13} {:<7} {:>5} {:<7} {:<5} {:>6} {:>3} {:<17} {:>2} {:>9.1} {:>7.1} {:>7.0} {:>5.1} {:>5} {:>5.1} {:>9} {:>6}",
+            r.preset,
+            format!("{:?}", r.projection),
+            r.tokens,
+            format!("{:?}", r.routing),
+            r.format,
+            r.budget_bytes,
+            r.active_experts,
+            r.tactic,
+            r.stages,
+            r.time_us,
+            r.tflop_s,
+            r.gb_s,
+            r.pct_copy_bw,
+            opt(r.pct_bf16_rate, 1),
+            r.pct_roofline,
+            opt(r.cublas_us, 1),
+            opt(r.speedup_vs_cublas, 2)
+        );
+    })
+    .map_err(|e| e.to_string())?;
+    println!(
+        "device {}: copy {:.0} GB/s, cuBLAS bf16 {} TFLOP/s (both measured in this run)",
+        report.device,
+        report.ceilings.copy_gb_s,
+        report.ceilings.bf16_tflop_s.map_or("-".into(), |v| format!("{v:.0}"))
+    );
+    if let Some(path) = get("--json") {
+        std::fs::write(path, serde_json::to_string_pretty(&report).map_err(|e| e.to_string())?)
+            .map_err(|e| format!("{path}: {e}"))?;
+    }
+    Ok(())
+}
+
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let result = parse(&args).and_then(|options| match options.command.as_str() {
         "plan" => plan_command(&options),
         "info" => info_command(&options),
+        "bench" => bench_command(&options),
         other => Err(format!("unknown command {other:?}")),
     });
     match result {

@@ -8,7 +8,7 @@
 
 pub mod checkpoint;
 pub mod config;
-mod kernels;
+pub(crate) mod kernels;
 pub mod layer;
 pub mod reference;
 pub mod weights;

@@ -1,0 +1,412 @@
+//! `stagefit bench`: the grouped GEMM timed on MoE shapes, next to the device's measured copy
+//! bandwidth, its measured dense bf16 rate, and a cuBLAS bf16 baseline on the same problem.
+//!
+//! For each case (preset, projection, tokens, routing, format, budget): the group sizes come
+//! from routing `tokens` tokens to `top_k` of `experts` experts (uniformly, or Zipf-skewed);
+//! weights are random and rotated across enough copies that L2 cannot hold the experts a call
+//! touches; each time is the median of `reps` event-timed runs after a warm-up. The cuBLAS
+//! baseline runs one bf16 GEMM per non-empty expert on bf16 weights, captured in a CUDA graph
+//! so launch gaps do not count.
+
+use std::sync::Arc;
+
+use cudarc::cublas::sys::cublasOperation_t;
+use cudarc::cublas::{CudaBlas, Gemm, GemmConfig};
+use cudarc::driver::sys::{CUevent_flags, CUgraphInstantiate_flags, CUstreamCaptureMode};
+use cudarc::driver::{CudaContext, CudaSlice, CudaStream};
+use half::bf16;
+use serde::Serialize;
+
+use crate::error::{DriverContext, Error, Result};
+use crate::gemm::{DeviceWeights, GroupedGemm, GroupedGemmArgs, TacticChoice};
+use crate::moe::kernels::MoeKernels;
+use crate::moe::Preset;
+use crate::rng::SplitMix64;
+use crate::Fp4Format;
+
+/// How tokens pick experts.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Routing {
+    /// Every expert equally likely.
+    Uniform,
+    /// Expert of popularity rank r chosen with weight 1 / (r + 1)^1.2.
+    Zipf,
+}
+
+/// Which projection of the layer.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Projection {
+    /// `[2I × H]`.
+    GateUp,
+    /// `[H × I]`.
+    Down,
+}
+
+/// Rows per expert when `tokens` tokens each pick `top_k` distinct experts.
+pub fn group_sizes(experts: usize, top_k: usize, tokens: usize, routing: Routing, seed: u64) -> Vec<usize> {
+    let mut rng = SplitMix64::new(seed);
+    let weights: Vec<f64> = (0..experts)
+        .map(|r| match routing {
+            Routing::Uniform => 1.0,
+            Routing::Zipf => 1.0 / ((r + 1) as f64).powf(1.2),
+        })
+        .collect();
+    let mut sizes = vec![0usize; experts];
+    for _ in 0..tokens {
+        let mut chosen: Vec<usize> = Vec::with_capacity(top_k);
+        while chosen.len() < top_k.min(experts) {
+            let total: f64 = (0..experts).filter(|e| !chosen.contains(e)).map(|e| weights[e]).sum();
+            let mut x = rng.uniform(0.0, 1.0) as f64 * total;
+            let pick = (0..experts)
+                .filter(|e| !chosen.contains(e))
+                .find(|&e| {
+                    x -= weights[e];
+                    x <= 0.0
+                })
+                .unwrap_or_else(|| (0..experts).rev().find(|e| !chosen.contains(e)).expect("an expert is left"));
+            chosen.push(pick);
+        }
+        for e in chosen {
+            sizes[e] += 1;
+        }
+    }
+    sizes
+}
+
+/// What the bench runs.
+#[derive(Clone, Debug)]
+pub struct BenchOptions {
+    /// Model presets.
+    pub presets: Vec<Preset>,
+    /// Token counts.
+    pub tokens: Vec<usize>,
+    /// Routings.
+    pub routings: Vec<Routing>,
+    /// Formats.
+    pub formats: Vec<Fp4Format>,
+    /// Budgets (`None` = the device's own limit).
+    pub budgets: Vec<Option<usize>>,
+    /// Timed runs per measurement (after warm-up).
+    pub reps: usize,
+    /// Whether to run the cuBLAS baseline (needs libcublas).
+    pub cublas: bool,
+}
+
+/// The device's two ceilings, measured in the same run.
+#[derive(Clone, Copy, Debug, Serialize)]
+pub struct Ceilings {
+    /// Device-to-device copy, bytes read plus written per second, in GB/s.
+    pub copy_gb_s: f64,
+    /// cuBLAS bf16 8192³ GEMM, TFLOP/s (`None` without cuBLAS).
+    pub bf16_tflop_s: Option<f64>,
+}
+
+/// One measured case.
+#[derive(Clone, Debug, Serialize)]
+pub struct BenchRow {
+    /// Preset name.
+    pub preset: &'static str,
+    /// Projection.
+    pub projection: Projection,
+    /// Tokens routed.
+    pub tokens: usize,
+    /// Routing.
+    pub routing: Routing,
+    /// Format.
+    pub format: &'static str,
+    /// Shared-memory budget in force.
+    pub budget_bytes: usize,
+    /// GEMM rows (tokens · top_k), N and K.
+    pub shape: (usize, usize, usize),
+    /// Experts with at least one row.
+    pub active_experts: usize,
+    /// The variant run: tactic and STAGES.
+    pub tactic: &'static str,
+    /// STAGES.
+    pub stages: usize,
+    /// Median kernel time, microseconds.
+    pub time_us: f64,
+    /// TFLOP/s.
+    pub tflop_s: f64,
+    /// Bytes moved: FP4 weights and scales of the active experts, activations in, outputs out.
+    pub bytes: usize,
+    /// GB/s.
+    pub gb_s: f64,
+    /// Of the measured copy bandwidth, percent.
+    pub pct_copy_bw: f64,
+    /// Of the measured bf16 rate, percent.
+    pub pct_bf16_rate: Option<f64>,
+    /// The roofline floor (max of bytes / copy bandwidth and flops / bf16 rate) over the time, percent.
+    pub pct_roofline: f64,
+    /// cuBLAS bf16 baseline (graph of per-expert GEMMs), microseconds.
+    pub cublas_us: Option<f64>,
+    /// cuBLAS time over ours (above 1: we are faster).
+    pub speedup_vs_cublas: Option<f64>,
+}
+
+/// Everything one bench run measured.
+#[derive(Clone, Debug, Serialize)]
+pub struct BenchReport {
+    /// Device name.
+    pub device: String,
+    /// The ceilings.
+    pub ceilings: Ceilings,
+    /// Every case.
+    pub rows: Vec<BenchRow>,
+}
+
+/// Median of `reps` event-timed runs of `f` after two warm-up runs, in microseconds.
+fn median_us(
+    ctx: &Arc<CudaContext>,
+    stream: &Arc<CudaStream>,
+    reps: usize,
+    mut f: impl FnMut(usize) -> Result<()>,
+) -> Result<f64> {
+    let event = || ctx.new_event(Some(CUevent_flags::CU_EVENT_DEFAULT)).during("creating an event");
+    for i in 0..2 {
+        f(i)?;
+    }
+    let mut times = Vec::with_capacity(reps);
+    for i in 0..reps.max(1) {
+        let (start, end) = (event()?, event()?);
+        start.record(stream).during("recording an event")?;
+        f(i)?;
+        end.record(stream).during("recording an event")?;
+        times.push(start.elapsed_ms(&end).during("reading an event")? as f64 * 1e3);
+    }
+    times.sort_by(f64::total_cmp);
+    Ok(times[times.len() / 2])
+}
+
+fn fill_bf16(kernels: &MoeKernels, stream: &Arc<CudaStream>, len: usize, seed: u64) -> Result<CudaSlice<bf16>> {
+    let mut bytes = stream.alloc_zeros::<u8>(2 * len).during("allocating")?;
+    // Both bytes of each bf16 in 0x30..=0x3F: finite, positive, about 2^-31 to 2.
+    kernels.fill(stream, &mut bytes, seed, 0x30, 16)?;
+    // SAFETY: 2·len initialized bytes reinterpreted as len bf16 values; the byte slice is
+    // dropped right after the copy.
+    let view = unsafe { bytes.transmute::<bf16>(len) }.expect("length matches");
+    let mut out = stream.alloc_zeros::<bf16>(len).during("allocating")?;
+    stream.memcpy_dtod(&view, &mut out).during("copying")?;
+    Ok(out)
+}
+
+fn random_weights(
+    kernels: &MoeKernels,
+    stream: &Arc<CudaStream>,
+    format: Fp4Format,
+    (groups, n, k): (usize, usize, usize),
+    seed: u64,
+) -> Result<DeviceWeights> {
+    let mut codes = stream.alloc_zeros::<u8>(groups * n * k / 2).during("allocating weights")?;
+    let mut scales = stream.alloc_zeros::<u8>(groups * k / format.scale_block() * n).during("allocating scales")?;
+    kernels.fill(stream, &mut codes, seed, 0, 256)?;
+    kernels.fill(stream, &mut scales, seed + 1, 0x30, 8)?;
+    let expert_scales = stream.clone_htod(&vec![1.0f32; groups]).during("uploading")?;
+    DeviceWeights::from_parts(format, (groups, n, k), codes, scales, expert_scales)
+}
+
+/// Measures the copy bandwidth and (with cuBLAS) the dense bf16 rate.
+fn ceilings(
+    ctx: &Arc<CudaContext>,
+    stream: &Arc<CudaStream>,
+    blas: Option<&CudaBlas>,
+    reps: usize,
+) -> Result<Ceilings> {
+    let bytes = 1usize << 30;
+    let src = stream.alloc_zeros::<u8>(bytes).during("allocating")?;
+    let mut dst = stream.alloc_zeros::<u8>(bytes).during("allocating")?;
+    let copy_us = median_us(ctx, stream, reps, |_| stream.memcpy_dtod(&src, &mut dst).during("copying"))?;
+    let bf16_tflop_s = match blas {
+        Some(blas) => {
+            let n = 8192;
+            let kernels = MoeKernels::load(ctx, GroupedGemm::new(ctx, None)?.arch())?;
+            let a = fill_bf16(&kernels, stream, n * n, 1)?;
+            let b = fill_bf16(&kernels, stream, n * n, 2)?;
+            let mut c = stream.alloc_zeros::<bf16>(n * n).during("allocating")?;
+            let cfg = gemm_config(n, n, n);
+            let us = median_us(ctx, stream, reps, |_| {
+                // SAFETY: a, b, c hold n·n elements each, as the config's shapes need.
+                unsafe { blas.gemm(cfg, &b, &a, &mut c) }.map_err(cublas_error)
+            })?;
+            Some(2.0 * (n as f64).powi(3) / us / 1e6)
+        }
+        None => None,
+    };
+    Ok(Ceilings { copy_gb_s: 2.0 * bytes as f64 / copy_us / 1e3, bf16_tflop_s })
+}
+
+fn cublas_error(e: cudarc::cublas::result::CublasError) -> Error {
+    Error::UnknownVariant(format!("cuBLAS failed: {e:?}"))
+}
+
+/// Row-major `C[m×n] = A[m×k] · W[n×k]ᵀ` as a column-major cuBLAS call `Cᵀ = W · Aᵀ`
+/// (`gemm(cfg, W, A, C)`).
+fn gemm_config(m: usize, n: usize, k: usize) -> GemmConfig<bf16> {
+    GemmConfig {
+        transa: cublasOperation_t::CUBLAS_OP_T,
+        transb: cublasOperation_t::CUBLAS_OP_N,
+        m: n as i32,
+        n: m as i32,
+        k: k as i32,
+        alpha: bf16::ONE,
+        lda: k as i32,
+        ldb: k as i32,
+        beta: bf16::ZERO,
+        ldc: n as i32,
+    }
+}
+
+/// Whether libcublas can be loaded.
+pub fn cublas_present() -> bool {
+    // SAFETY: only tries to open the library.
+    unsafe { cudarc::cublas::sys::is_culib_present() }
+}
+
+/// Runs every case of `options` on device 0.
+pub fn run(options: &BenchOptions, mut progress: impl FnMut(&BenchRow)) -> Result<BenchReport> {
+    let ctx = crate::device::context(0)?;
+    let stream = ctx.new_stream().during("creating a stream")?;
+    let probe = GroupedGemm::new(&ctx, None)?;
+    let device = probe.device().clone();
+    let kernels = MoeKernels::load(&ctx, probe.arch())?;
+    let blas = if options.cublas { Some(CudaBlas::new(stream.clone()).map_err(cublas_error)?) } else { None };
+    let ceilings = ceilings(&ctx, &stream, blas.as_ref(), options.reps)?;
+    let mut rows = Vec::new();
+    for preset in &options.presets {
+        let c = &preset.config;
+        for format in &options.formats {
+            for (projection, n, k) in
+                [(Projection::GateUp, 2 * c.intermediate, c.hidden), (Projection::Down, c.hidden, c.intermediate)]
+            {
+                let expert_bytes = n * k / 2 + n * k / format.scale_block();
+                let max_rows = options.tokens.iter().max().copied().unwrap_or(1) * c.top_k;
+                let a = fill_bf16(&kernels, &stream, max_rows.max(1) * k, 3)?;
+                let mut out = stream.alloc_zeros::<bf16>(max_rows.max(1) * n).during("allocating")?;
+                // Enough weight copies that the experts one call touches cannot stay in L2.
+                let mut copies: Vec<DeviceWeights> = Vec::new();
+                let mut bf16_weights: Option<CudaSlice<bf16>> = None;
+                for &tokens in &options.tokens {
+                    for &routing in &options.routings {
+                        let sizes = group_sizes(c.experts, c.top_k, tokens, routing, 7 + tokens as u64);
+                        let active = sizes.iter().filter(|&&s| s > 0).count();
+                        let wanted = (4 * device.l2_bytes).div_ceil((active * expert_bytes).max(1)).clamp(1, 8);
+                        while copies.len() < wanted {
+                            copies.push(random_weights(
+                                &kernels,
+                                &stream,
+                                *format,
+                                (c.experts, n, k),
+                                100 + copies.len() as u64,
+                            )?);
+                        }
+                        let mut offsets = vec![0u32];
+                        for s in &sizes {
+                            offsets.push(offsets.last().unwrap() + *s as u32);
+                        }
+                        let rows_total = tokens * c.top_k;
+                        let offsets_dev = stream.clone_htod(&offsets).during("uploading offsets")?;
+                        let cublas_us = match &blas {
+                            Some(blas) => {
+                                let w = match bf16_weights.take() {
+                                    Some(w) => w,
+                                    None => fill_bf16(&kernels, &stream, c.experts * n * k, 9)?,
+                                };
+                                let us =
+                                    cublas_time(&ctx, &stream, blas, &w, &a, &mut out, &offsets, (n, k), options.reps)?;
+                                bf16_weights = Some(w);
+                                Some(us)
+                            }
+                            None => None,
+                        };
+                        for &budget in &options.budgets {
+                            let gemm = GroupedGemm::new(&ctx, budget)?;
+                            let mut variant = None;
+                            let us = median_us(&ctx, &stream, options.reps, |i| {
+                                let args = GroupedGemmArgs {
+                                    rows: rows_total,
+                                    a: &a,
+                                    offsets: &offsets_dev,
+                                    weights: &copies[i % copies.len()],
+                                    c: &mut out,
+                                };
+                                variant = Some(gemm.run(&stream, args, TacticChoice::Auto)?);
+                                Ok(())
+                            })?;
+                            let variant = variant.expect("ran at least once");
+                            let flops = 2.0 * (rows_total * n * k) as f64;
+                            let bytes = active * expert_bytes + rows_total * (k + n) * 2;
+                            let floor_us = (bytes as f64 / ceilings.copy_gb_s / 1e3)
+                                .max(ceilings.bf16_tflop_s.map_or(0.0, |r| flops / r / 1e6));
+                            let row = BenchRow {
+                                preset: preset.name,
+                                projection,
+                                tokens,
+                                routing,
+                                format: format.name(),
+                                budget_bytes: gemm.limit().bytes(),
+                                shape: (rows_total, n, k),
+                                active_experts: active,
+                                tactic: variant.tactic,
+                                stages: variant.stages,
+                                time_us: us,
+                                tflop_s: flops / us / 1e6,
+                                bytes,
+                                gb_s: bytes as f64 / us / 1e3,
+                                pct_copy_bw: 100.0 * bytes as f64 / us / 1e3 / ceilings.copy_gb_s,
+                                pct_bf16_rate: ceilings.bf16_tflop_s.map(|r| 100.0 * flops / us / 1e6 / r),
+                                pct_roofline: 100.0 * floor_us / us,
+                                cublas_us,
+                                speedup_vs_cublas: cublas_us.map(|c| c / us),
+                            };
+                            progress(&row);
+                            rows.push(row);
+                        }
+                    }
+                }
+            }
+        }
+    }
+    Ok(BenchReport { device: device.name, ceilings, rows })
+}
+
+/// The cuBLAS baseline: one bf16 GEMM per non-empty expert, captured into a graph and timed
+/// by replays.
+#[allow(clippy::too_many_arguments)]
+fn cublas_time(
+    ctx: &Arc<CudaContext>,
+    stream: &Arc<CudaStream>,
+    blas: &CudaBlas,
+    w: &CudaSlice<bf16>,
+    a: &CudaSlice<bf16>,
+    out: &mut CudaSlice<bf16>,
+    offsets: &[u32],
+    (n, k): (usize, usize),
+    reps: usize,
+) -> Result<f64> {
+    stream.begin_capture(CUstreamCaptureMode::CU_STREAM_CAPTURE_MODE_THREAD_LOCAL).during("capturing")?;
+    for (e, pair) in offsets.windows(2).enumerate() {
+        let (lo, hi) = (pair[0] as usize, pair[1] as usize);
+        if hi == lo {
+            continue;
+        }
+        let cfg = gemm_config(hi - lo, n, k);
+        let w_e = w.slice(e * n * k..(e + 1) * n * k);
+        let a_e = a.slice(lo * k..hi * k);
+        let mut c_e = out.slice_mut(lo * n..hi * n);
+        // SAFETY: the views hold exactly the elements the config's shapes address.
+        let launched = unsafe { blas.gemm(cfg, &w_e, &a_e, &mut c_e) };
+        if let Err(e) = launched {
+            stream.end_capture(CUgraphInstantiate_flags::CUDA_GRAPH_INSTANTIATE_FLAG_AUTO_FREE_ON_LAUNCH).ok();
+            return Err(cublas_error(e));
+        }
+    }
+    let graph = stream
+        .end_capture(CUgraphInstantiate_flags::CUDA_GRAPH_INSTANTIATE_FLAG_AUTO_FREE_ON_LAUNCH)
+        .during("instantiating the graph")?;
+    match graph {
+        Some(graph) => median_us(ctx, stream, reps, |_| graph.launch().during("replaying the graph")),
+        None => Ok(0.0),
+    }
+}
