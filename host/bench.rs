@@ -13,7 +13,7 @@ use std::sync::Arc;
 use cudarc::cublas::sys::cublasOperation_t;
 use cudarc::cublas::{CudaBlas, Gemm, GemmConfig};
 use cudarc::driver::sys::{CUevent_flags, CUgraphInstantiate_flags, CUstreamCaptureMode};
-use cudarc::driver::{CudaContext, CudaSlice, CudaStream};
+use cudarc::driver::{CudaContext, CudaSlice, CudaStream, DevicePtr};
 use half::bf16;
 use serde::Serialize;
 
@@ -92,6 +92,8 @@ pub struct BenchOptions {
     pub reps: usize,
     /// Whether to run the cuBLAS baseline (needs libcublas).
     pub cublas: bool,
+    /// Run this tactic (at its deepest fitting STAGES) instead of the heuristic's choice.
+    pub tactic: Option<String>,
 }
 
 /// The device's two ceilings, measured in the same run.
@@ -258,6 +260,9 @@ fn gemm_config(m: usize, n: usize, k: usize) -> GemmConfig<bf16> {
     }
 }
 
+/// cuBLAS's workspace: its recommendation for Hopper.
+const CUBLAS_WORKSPACE_BYTES: usize = 32 << 20;
+
 /// Whether libcublas can be loaded.
 pub fn cublas_present() -> bool {
     // SAFETY: only tries to open the library.
@@ -267,11 +272,27 @@ pub fn cublas_present() -> bool {
 /// Runs every case of `options` on device 0.
 pub fn run(options: &BenchOptions, mut progress: impl FnMut(&BenchRow)) -> Result<BenchReport> {
     let ctx = crate::device::context(0)?;
+    // SAFETY: everything below runs on this one stream, in order, so cudarc's cross-stream
+    // event tracking is not needed; its event waits would also break the graph capture.
+    unsafe { ctx.disable_event_tracking() };
     let stream = ctx.new_stream().during("creating a stream")?;
     let probe = GroupedGemm::new(&ctx, None)?;
     let device = probe.device().clone();
     let kernels = MoeKernels::load(&ctx, probe.arch())?;
-    let blas = if options.cublas { Some(CudaBlas::new(stream.clone()).map_err(cublas_error)?) } else { None };
+    // cuBLAS may not allocate while a graph is captured: give it its own workspace.
+    let workspace = stream.alloc_zeros::<u8>(CUBLAS_WORKSPACE_BYTES).during("allocating the cuBLAS workspace")?;
+    let blas = if options.cublas {
+        let blas = CudaBlas::new(stream.clone()).map_err(cublas_error)?;
+        let (ptr, _sync) = workspace.device_ptr(&stream);
+        // SAFETY: `workspace` is a live allocation of CUBLAS_WORKSPACE_BYTES on this context
+        // that outlives every use of `blas` in this function.
+        unsafe { cudarc::cublas::sys::cublasSetWorkspace_v2(*blas.handle(), ptr as *mut _, CUBLAS_WORKSPACE_BYTES) }
+            .result()
+            .map_err(cublas_error)?;
+        Some(blas)
+    } else {
+        None
+    };
     let ceilings = ceilings(&ctx, &stream, blas.as_ref(), options.reps)?;
     let mut rows = Vec::new();
     for preset in &options.presets {
@@ -331,7 +352,8 @@ pub fn run(options: &BenchOptions, mut progress: impl FnMut(&BenchRow)) -> Resul
                                     weights: &copies[i % copies.len()],
                                     c: &mut out,
                                 };
-                                variant = Some(gemm.run(&stream, args, TacticChoice::Auto)?);
+                                let choice = options.tactic.as_deref().map_or(TacticChoice::Auto, TacticChoice::Tactic);
+                                variant = Some(gemm.run(&stream, args, choice)?);
                                 Ok(())
                             })?;
                             let variant = variant.expect("ran at least once");
@@ -385,7 +407,7 @@ fn cublas_time(
     (n, k): (usize, usize),
     reps: usize,
 ) -> Result<f64> {
-    stream.begin_capture(CUstreamCaptureMode::CU_STREAM_CAPTURE_MODE_THREAD_LOCAL).during("capturing")?;
+    stream.begin_capture(CUstreamCaptureMode::CU_STREAM_CAPTURE_MODE_RELAXED).during("capturing")?;
     for (e, pair) in offsets.windows(2).enumerate() {
         let (lo, hi) = (pair[0] as usize, pair[1] as usize);
         if hi == lo {

@@ -18,7 +18,7 @@ const USAGE: &str = "usage:
   stagefit plan --arch {sm_80|sm_90|sm_120a|sm_121a} [--smem-limit BYTES] [--json]
   stagefit bench [--preset gpt-oss-20b,gpt-oss-120b,qwen3-30b-a3b,mixtral-8x7b] [--tokens 1,8,32,128,512,2048,8192]
                  [--routing uniform,zipf] [--format nvfp4,mxfp4] [--budget device,101376] [--reps 20]
-                 [--no-cublas] [--json FILE]";
+                 [--tactic NAME] [--no-cublas] [--json FILE]";
 
 /// One tactic's row of the plan, as printed by `--json`.
 #[derive(Serialize)]
@@ -105,7 +105,7 @@ fn parse(args: &[String]) -> Result<Options, String> {
         match arg.as_str() {
             "--json" if options.command == "bench" => options.lists.push(("--json".into(), value("--json")?)),
             "--json" => options.json = true,
-            "--preset" | "--tokens" | "--routing" | "--format" | "--reps" => {
+            "--preset" | "--tokens" | "--routing" | "--format" | "--reps" | "--tactic" => {
                 options.lists.push((arg.clone(), value(arg)?));
             }
             "--budget" if options.command == "bench" => options.lists.push((arg.clone(), value(arg)?)),
@@ -208,6 +208,7 @@ fn bench_command(options: &Options) -> Result<(), String> {
             .collect::<Result<_, _>>()?,
         reps: numbers("--reps", "20")?[0],
         cublas: get("--no-cublas").is_none() && cublas_present(),
+        tactic: get("--tactic").map(str::to_string),
     };
     if get("--no-cublas").is_none() && !bench.cublas {
         eprintln!("stagefit bench: libcublas not found (set LD_LIBRARY_PATH); running without the cuBLAS baseline");

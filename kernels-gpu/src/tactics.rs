@@ -28,7 +28,7 @@ pub struct TileShape {
     pub mma_m: usize,
     /// 8-column MMA tiles per warp along N.
     pub mma_n: usize,
-    /// K-elements per pipeline stage (a multiple of 32).
+    /// K-elements per pipeline stage: 64 or 128.
     pub bk: usize,
 }
 
@@ -84,6 +84,8 @@ macro_rules! with_tactics {
             "m16n128k64w1x4"   (1, 4, 1, 4, 64)  [2, 3, 4, 5, 6, 7, 8];
             "m16n128k128w1x4"  (1, 4, 1, 4, 128) [2, 3, 4, 5, 6, 7, 8];
             "m16n256k64w1x8"   (1, 8, 1, 4, 64)  [2, 3, 4, 5, 6, 7, 8];
+            "m16n64k128w1x8"   (1, 8, 1, 1, 128) [2, 3, 4, 5, 6, 7, 8];
+            "m16n128k128w1x8"  (1, 8, 1, 2, 128) [2, 3, 4, 5, 6, 7, 8];
             "m32n64k128w1x4"   (1, 4, 2, 2, 128) [2, 3, 4, 5, 6, 7, 8];
             "m32n128k64w1x4"   (1, 4, 2, 4, 64)  [2, 3, 4, 5, 6, 7, 8];
             "m32n128k128w1x4"  (1, 4, 2, 4, 128) [2, 3, 4, 5, 6, 7, 8];
@@ -123,6 +125,22 @@ pub const fn compiled_stage_range(tile: TileShape) -> (usize, usize) {
     (MIN_STAGES, max)
 }
 
+/// What the kernels' copy plan assumes of a tile (see `TileCopies` in the device code): the
+/// thread count is a multiple of the 16-byte chunks per row of A (`BK/8`) and of W (`BK/32`);
+/// the rows one thread's successive A chunks are apart keep the A swizzle's row parity, and
+/// those of W keep the W swizzle's bank line; one K-tile's scale chunks (`BK/16 · BN/16`)
+/// need at most one per thread.
+pub const fn copies_fit_the_threads(tile: TileShape) -> bool {
+    let (bk, threads) = (tile.bk, tile.threads());
+    let (a_cpr, w_cpr) = (bk / 8, bk / 32);
+    let w_rows_per_line = 128 / (bk / 2);
+    threads % a_cpr == 0
+        && threads % w_cpr == 0
+        && (threads / a_cpr) % 2 == 0
+        && (threads / w_cpr) % (w_rows_per_line * w_cpr) == 0
+        && bk / 16 * (tile.bn() / 16) <= threads
+}
+
 const fn table_follows_stage_rule() -> bool {
     let mut i = 0;
     while i < TACTICS.len() {
@@ -139,7 +157,7 @@ const fn table_follows_stage_rule() -> bool {
             j += 1;
         }
         // K steps are whole FP4 chunks of 32 and a power of two the swizzles are written for.
-        if !(t.tile.bk == 64 || t.tile.bk == 128) {
+        if !(t.tile.bk == 64 || t.tile.bk == 128) || !copies_fit_the_threads(t.tile) {
             return false;
         }
         i += 1;

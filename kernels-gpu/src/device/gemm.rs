@@ -122,9 +122,10 @@ unsafe fn mainloop<
     let a_to_w = (layout.w - layout.a) as u32;
     let a_to_s = (layout.s - layout.a) as u32;
 
+    let copies = TileCopies::<FMT, BK>::new(p, tile, job, tid);
     let load = |stage: usize, k_tile: usize| {
         let base = stage_addr(stage);
-        load_stage::<FMT, BK>(p, tile, job, base, base + a_to_w, base + a_to_s, k_tile, tid);
+        copies.issue(p, tile, base, base + a_to_w, base + a_to_s, k_tile);
     };
 
     // Prologue: STAGES-1 tiles in flight (an empty group where K runs out keeps the count).
@@ -159,62 +160,136 @@ unsafe fn mainloop<
     acc
 }
 
-/// Issues the `cp.async` copies of K-tile `k_tile` into one stage (A, W and scale tiles).
-#[inline(always)]
-#[allow(clippy::too_many_arguments)]
-unsafe fn load_stage<const FMT: u32, const BK: usize>(
-    p: &GroupedGemmParams,
-    tile: TileShape,
-    job: TileJob,
-    a_smem: u32,
-    w_smem: u32,
-    s_smem: u32,
-    k_tile: usize,
-    tid: usize,
-) {
-    let (n, k) = (p.n as usize, p.k as usize);
-    let (bm, bn, threads) = (tile.bm(), tile.bn(), tile.threads());
-    let k0 = k_tile * BK;
+/// The `cp.async` copies one thread issues for every K-tile of one output tile, worked out
+/// once per tile.
+///
+/// Thread `tid` copies chunks `tid + j·threads` of each operand. Rows hold a power of two of
+/// chunks that divides the thread count, so a thread's chunk column is the same for every `j`
+/// and its rows are `row0 + j·(threads / chunks_per_row)`: source addresses advance by a fixed
+/// stride per `j` and per K-tile, and the swizzled destination column is the same for every `j`
+/// (the row strides keep the swizzles' row bits; `tactics::copies_fit_the_threads` checks all
+/// of this for every tactic at compile time). Per K-tile and chunk this leaves an add, a
+/// compare and the copy.
+struct TileCopies<const FMT: u32, const BK: usize> {
+    /// A: source of chunk j = 0 at K-tile 0, its destination offset, its row in the tile.
+    a_src: u64,
+    a_dst: u32,
+    a_row: u32,
+    /// A row stride between a thread's chunks, in global bytes.
+    a_src_stride: u64,
+    /// K-element offset of this thread's A chunk within a K-tile.
+    a_k: u32,
+    /// W: as for A; `w_row` is the tile column (weight row) of chunk j = 0.
+    w_src: u64,
+    w_dst: u32,
+    w_row: u32,
+    w_src_stride: u64,
+    w_k: u32,
+    /// Scales: this thread's chunk (at most one), if any: source at K-tile 0, destination,
+    /// K-block row within the tile, and whether its columns exist.
+    s_src: u64,
+    s_dst: u32,
+    s_row: u32,
+    s_active: bool,
+    /// Bytes of scales per K-tile (one K-tile's rows of all N columns).
+    s_k_tile_bytes: u64,
+    rows: u32,
+    cols_left: u32,
+}
 
-    // A: BM rows × BK/8 chunks of 8 bf16.
-    let a_chunks_per_row = BK / 8;
-    let mut i = tid;
-    while i < bm * a_chunks_per_row {
-        let (row, chunk) = (i / a_chunks_per_row, i % a_chunks_per_row);
-        let kk = k0 + chunk * 8;
-        let valid = row < job.rows && kk < k;
-        let src = p.a + 2 * ((job.row0 + row) * k + kk) as u64;
-        let dst = a_smem + (row * BK * 2 + a_chunk(row, chunk) * CHUNK_BYTES) as u32;
-        cp_async_16(dst, if valid { src } else { p.a }, if valid { 16 } else { 0 });
-        i += threads;
+/// Copies of `chunks` chunks spread over `threads` threads: how many each thread issues.
+const fn copies_per_thread(chunks: usize, threads: usize) -> usize {
+    chunks.div_ceil(threads)
+}
+
+impl<const FMT: u32, const BK: usize> TileCopies<FMT, BK> {
+    #[inline(always)]
+    fn new(p: &GroupedGemmParams, tile: TileShape, job: TileJob, tid: usize) -> Self {
+        let (n, k) = (p.n as usize, p.k as usize);
+        let (bn, threads) = (tile.bn(), tile.threads());
+        let a_cpr = BK / 8;
+        let (a_row, a_chunk_col) = (tid / a_cpr, tid % a_cpr);
+        let w_cpr = BK / 32;
+        let (w_row, w_chunk_col) = (tid / w_cpr, tid % w_cpr);
+        let block = scale_block(FMT);
+        let s_cpr = bn / 16;
+        let (s_row, s_chunk_col) = (tid / s_cpr, tid % s_cpr);
+        let k_blocks = k / block;
+        TileCopies {
+            a_src: p.a + 2 * ((job.row0 + a_row) * k + a_chunk_col * 8) as u64,
+            a_dst: (a_row * BK * 2 + a_chunk(a_row, a_chunk_col) * CHUNK_BYTES) as u32,
+            a_row: a_row as u32,
+            a_src_stride: 2 * ((threads / a_cpr) * k) as u64,
+            a_k: (a_chunk_col * 8) as u32,
+            w_src: p.w + ((job.group * n + job.n0 + w_row) * (k / 2) + w_chunk_col * 16) as u64,
+            w_dst: (w_row * (BK / 2) + w_chunk(BK, w_row, w_chunk_col) * CHUNK_BYTES) as u32,
+            w_row: w_row as u32,
+            w_src_stride: ((threads / w_cpr) * (k / 2)) as u64,
+            w_k: (w_chunk_col * 32) as u32,
+            s_src: p.w_scales + ((job.group * k_blocks + s_row) * n + job.n0 + s_chunk_col * 16) as u64,
+            s_dst: (s_row * bn + s_chunk_col * 16) as u32,
+            s_row: s_row as u32,
+            s_active: s_row < BK / block && job.n0 + s_chunk_col * 16 < n,
+            s_k_tile_bytes: ((BK / block) * n) as u64,
+            rows: job.rows as u32,
+            cols_left: (n - job.n0) as u32,
+        }
     }
 
-    // W: BN rows × BK/32 chunks of 32 e2m1 codes.
-    let w_chunks_per_row = BK / 32;
-    let mut i = tid;
-    while i < bn * w_chunks_per_row {
-        let (row, chunk) = (i / w_chunks_per_row, i % w_chunks_per_row);
-        let (col, kk) = (job.n0 + row, k0 + chunk * 32);
-        let valid = col < n && kk < k;
-        let src = p.w + ((job.group * n + col) * (k / 2) + kk / 2) as u64;
-        let dst = w_smem + (row * (BK / 2) + w_chunk(BK, row, chunk) * CHUNK_BYTES) as u32;
-        cp_async_16(dst, if valid { src } else { p.w }, if valid { 16 } else { 0 });
-        i += threads;
-    }
+    /// Issues the copies of K-tile `k_tile` into one stage (A, W and scale tiles); rows,
+    /// columns and K past the ends are zero-filled.
+    #[inline(always)]
+    unsafe fn issue(
+        &self,
+        p: &GroupedGemmParams,
+        tile: TileShape,
+        a_smem: u32,
+        w_smem: u32,
+        s_smem: u32,
+        k_tile: usize,
+    ) {
+        let k = p.k;
+        let k0 = (k_tile * BK) as u32;
+        let (bm, bn, threads) = (tile.bm(), tile.bn(), tile.threads());
 
-    // Scales: BK/block rows (one per K-block) × BN/16 chunks of 16 columns.
-    let block = scale_block(FMT);
-    let (scale_rows, k_blocks) = (BK / block, k / block);
-    let s_chunks_per_row = bn / 16;
-    let mut i = tid;
-    while i < scale_rows * s_chunks_per_row {
-        let (row, chunk) = (i / s_chunks_per_row, i % s_chunks_per_row);
-        let (kb, col) = (k0 / block + row, job.n0 + chunk * 16);
-        let valid = kb < k_blocks && col < n;
-        let src = p.w_scales + ((job.group * k_blocks + kb) * n + col) as u64;
-        let dst = s_smem + (row * bn + chunk * 16) as u32;
-        cp_async_16(dst, if valid { src } else { p.w_scales }, if valid { 16 } else { 0 });
-        i += threads;
+        let (a_cpr, a_chunks) = (BK / 8, bm * BK / 8);
+        let a_rows_per_j = (threads / a_cpr) as u32;
+        let a_k_ok = k0 + self.a_k < k;
+        let a_src = self.a_src + (k_tile * BK * 2) as u64;
+        let mut j = 0;
+        while j < copies_per_thread(a_chunks, threads) {
+            let row = self.a_row + j as u32 * a_rows_per_j;
+            if (row as usize) < bm {
+                let ok = a_k_ok && row < self.rows;
+                let src = a_src + j as u64 * self.a_src_stride;
+                let dst = a_smem + self.a_dst + (j * (threads / a_cpr) * BK * 2) as u32;
+                cp_async_16(dst, if ok { src } else { p.a }, if ok { 16 } else { 0 });
+            }
+            j += 1;
+        }
+
+        let (w_cpr, w_chunks) = (BK / 32, bn * BK / 32);
+        let w_rows_per_j = (threads / w_cpr) as u32;
+        let w_k_ok = k0 + self.w_k < k;
+        let w_src = self.w_src + (k_tile * BK / 2) as u64;
+        let mut j = 0;
+        while j < copies_per_thread(w_chunks, threads) {
+            let row = self.w_row + j as u32 * w_rows_per_j;
+            if (row as usize) < bn {
+                let ok = w_k_ok && row < self.cols_left;
+                let src = w_src + j as u64 * self.w_src_stride;
+                let dst = w_smem + self.w_dst + (j * (threads / w_cpr) * (BK / 2)) as u32;
+                cp_async_16(dst, if ok { src } else { p.w }, if ok { 16 } else { 0 });
+            }
+            j += 1;
+        }
+
+        if self.s_active {
+            let block = scale_block(FMT) as u32;
+            let ok = (k0 / block + self.s_row) < k / block;
+            let src = self.s_src + k_tile as u64 * self.s_k_tile_bytes;
+            cp_async_16(s_smem + self.s_dst, if ok { src } else { p.w_scales }, if ok { 16 } else { 0 });
+        }
     }
 }
 
