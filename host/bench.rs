@@ -94,6 +94,8 @@ pub struct BenchOptions {
     pub cublas: bool,
     /// Run this tactic (at its deepest fitting STAGES) instead of the heuristic's choice.
     pub tactic: Option<String>,
+    /// Tuned choices to dispatch with (used for the budgets it was made for).
+    pub tuned: Option<crate::tune::TuneCache>,
 }
 
 /// The device's two ceilings, measured in the same run.
@@ -160,7 +162,7 @@ pub struct BenchReport {
 }
 
 /// Median of `reps` event-timed runs of `f` after two warm-up runs, in microseconds.
-fn median_us(
+pub(crate) fn median_us(
     ctx: &Arc<CudaContext>,
     stream: &Arc<CudaStream>,
     reps: usize,
@@ -182,7 +184,12 @@ fn median_us(
     Ok(times[times.len() / 2])
 }
 
-fn fill_bf16(kernels: &MoeKernels, stream: &Arc<CudaStream>, len: usize, seed: u64) -> Result<CudaSlice<bf16>> {
+pub(crate) fn fill_bf16(
+    kernels: &MoeKernels,
+    stream: &Arc<CudaStream>,
+    len: usize,
+    seed: u64,
+) -> Result<CudaSlice<bf16>> {
     let mut bytes = stream.alloc_zeros::<u8>(2 * len).during("allocating")?;
     // Both bytes of each bf16 in 0x30..=0x3F: finite, positive, about 2^-31 to 2.
     kernels.fill(stream, &mut bytes, seed, 0x30, 16)?;
@@ -194,7 +201,7 @@ fn fill_bf16(kernels: &MoeKernels, stream: &Arc<CudaStream>, len: usize, seed: u
     Ok(out)
 }
 
-fn random_weights(
+pub(crate) fn random_weights(
     kernels: &MoeKernels,
     stream: &Arc<CudaStream>,
     format: Fp4Format,
@@ -343,6 +350,12 @@ pub fn run(options: &BenchOptions, mut progress: impl FnMut(&BenchRow)) -> Resul
                         };
                         for &budget in &options.budgets {
                             let gemm = GroupedGemm::new(&ctx, budget)?;
+                            let gemm = match &options.tuned {
+                                Some(cache) if cache.fits(gemm.device(), gemm.limit().bytes()) => {
+                                    gemm.with_tuning(cache.clone())?
+                                }
+                                _ => gemm,
+                            };
                             let mut variant = None;
                             let us = median_us(&ctx, &stream, options.reps, |i| {
                                 let args = GroupedGemmArgs {

@@ -42,6 +42,10 @@ pub struct DeviceInfo {
     pub sm_count: usize,
     /// L2 cache bytes.
     pub l2_bytes: usize,
+    /// Resident threads per multiprocessor.
+    pub threads_per_sm: usize,
+    /// 32-bit registers per multiprocessor.
+    pub registers_per_sm: usize,
     /// Driver version, e.g. 13000 for 13.0.
     pub driver_version: i32,
 }
@@ -65,6 +69,8 @@ impl DeviceInfo {
             smem_per_sm: attr(Attr::CU_DEVICE_ATTRIBUTE_MAX_SHARED_MEMORY_PER_MULTIPROCESSOR)?,
             sm_count: attr(Attr::CU_DEVICE_ATTRIBUTE_MULTIPROCESSOR_COUNT)?,
             l2_bytes: attr(Attr::CU_DEVICE_ATTRIBUTE_L2_CACHE_SIZE)?,
+            threads_per_sm: attr(Attr::CU_DEVICE_ATTRIBUTE_MAX_THREADS_PER_MULTIPROCESSOR)?,
+            registers_per_sm: attr(Attr::CU_DEVICE_ATTRIBUTE_MAX_REGISTERS_PER_MULTIPROCESSOR)?,
             driver_version,
         })
     }
@@ -75,9 +81,14 @@ impl DeviceInfo {
         Arch::for_compute_capability(major, minor).ok_or(Error::UnsupportedArch { major, minor })
     }
 
-    /// Blocks of `smem_bytes` each that fit one multiprocessor's shared memory, counting the
-    /// per-block reservation.
-    pub fn blocks_per_sm_by_smem(&self, smem_bytes: usize) -> usize {
-        self.smem_per_sm / (smem_bytes + self.smem_reserved_per_block).max(1)
+    /// The multiprocessor resources the heuristic weighs.
+    pub fn sm_resources(&self) -> crate::heuristic::SmResources {
+        crate::heuristic::SmResources {
+            sms: self.sm_count,
+            smem_per_sm: self.smem_per_sm,
+            smem_reserved_per_block: self.smem_reserved_per_block,
+            threads_per_sm: self.threads_per_sm,
+            registers_per_sm: self.registers_per_sm,
+        }
     }
 }

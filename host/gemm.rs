@@ -188,6 +188,7 @@ pub struct GroupedGemm {
     arch: Arch,
     limit: SmemLimit,
     policy: StagePolicy,
+    tuned: Option<crate::tune::TuneCache>,
     loaded: Mutex<HashMap<(Fp4Format, &'static str), Arc<LoadedTactic>>>,
 }
 
@@ -204,6 +205,7 @@ impl GroupedGemm {
             arch,
             limit,
             policy: StagePolicy::RunTime,
+            tuned: None,
             loaded: Mutex::new(HashMap::new()),
         })
     }
@@ -212,6 +214,19 @@ impl GroupedGemm {
     pub fn with_policy(mut self, policy: StagePolicy) -> GroupedGemm {
         self.policy = policy;
         self
+    }
+
+    /// The same handle preferring the tuned choices of `cache` for [`TacticChoice::Auto`];
+    /// a cache made on another device, driver or limit is refused.
+    pub fn with_tuning(mut self, cache: crate::tune::TuneCache) -> Result<GroupedGemm> {
+        if !cache.fits(&self.device, self.limit.bytes()) {
+            return Err(Error::UnknownVariant(format!(
+                "the tune cache is for {} (cc {:?}, driver {}, limit {}), not this device and limit",
+                cache.device, cache.compute_capability, cache.driver_version, cache.smem_limit
+            )));
+        }
+        self.tuned = Some(cache);
+        Ok(self)
     }
 
     /// The device this handle runs on.
@@ -237,15 +252,25 @@ impl GroupedGemm {
     /// The variant a call with `format` and `problem` would run.
     pub fn select(&self, format: Fp4Format, problem: &ProblemShape, choice: TacticChoice<'_>) -> Result<Variant> {
         let limit = self.limit.bytes();
+        let tuned = match choice {
+            TacticChoice::Auto => self.tuned.as_ref().and_then(|c| c.lookup(format, problem)),
+            _ => None,
+        };
+        if let Some((tactic, stages)) = tuned {
+            let tactic = find_tactic(tactic)?;
+            if self.policy.stages(tactic, limit, 0).is_some_and(|deepest| stages <= deepest) {
+                return self.select(format, problem, TacticChoice::Variant { tactic: tactic.name, stages });
+            }
+        }
         let (tactic, forced_stages) = match choice {
             TacticChoice::Auto => {
                 let plans = self.plan();
-                let Some(best) = prefer(&plans, problem, self.device.sm_count) else {
+                let Some(best) = prefer(&plans, problem, &self.device.sm_resources()) else {
                     let needed =
                         TACTICS.iter().map(|t| SmemLayout::new(t.tile, t.stages[0]).total_bytes).min().unwrap_or(0);
                     return Err(self.too_large("every tactic".into(), needed));
                 };
-                (best.tactic, None)
+                (best.tactic, best.stages)
             }
             TacticChoice::Tactic(name) => (find_tactic(name)?, None),
             TacticChoice::Variant { tactic, stages } => {
@@ -258,14 +283,16 @@ impl GroupedGemm {
         };
         let loaded = self.load(format, tactic)?;
         let static_bytes = loaded.kernels[&tactic.stages[0]].static_smem_bytes;
-        let stages = match forced_stages {
-            Some(s) => s,
-            None => self.policy.stages(tactic, limit, static_bytes).ok_or_else(|| {
-                self.too_large(
-                    tactic.name.into(),
-                    static_bytes + SmemLayout::new(tactic.tile, tactic.stages[0]).total_bytes,
-                )
-            })?,
+        // A forced variant is held to the limit by the launch guard; the heuristic's STAGES
+        // assumed no static shared memory, so it is re-checked here.
+        let heuristic_fits = |s: usize| static_bytes + SmemLayout::new(tactic.tile, s).total_bytes <= limit;
+        let stages = match (choice, forced_stages) {
+            (TacticChoice::Variant { .. }, Some(s)) => s,
+            (_, Some(s)) if heuristic_fits(s) => s,
+            _ => self
+                .policy
+                .stages(tactic, limit, static_bytes)
+                .ok_or_else(|| self.too_large(tactic.name.into(), static_bytes + self.policy.least_bytes(tactic)))?,
         };
         Ok(Variant {
             tactic: tactic.name,

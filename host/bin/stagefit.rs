@@ -18,7 +18,8 @@ const USAGE: &str = "usage:
   stagefit plan --arch {sm_80|sm_90|sm_120a|sm_121a} [--smem-limit BYTES] [--json]
   stagefit bench [--preset gpt-oss-20b,gpt-oss-120b,qwen3-30b-a3b,mixtral-8x7b] [--tokens 1,8,32,128,512,2048,8192]
                  [--routing uniform,zipf] [--format nvfp4,mxfp4] [--budget device,101376] [--reps 20]
-                 [--tactic NAME] [--no-cublas] [--json FILE]";
+                 [--tactic NAME] [--tuned CACHE] [--no-cublas] [--json FILE]
+  stagefit tune --out CACHE [--preset ...] [--tokens 1,8,32,128,512,2048] [--format mxfp4] [--budget device|BYTES] [--reps 5]";
 
 /// One tactic's row of the plan, as printed by `--json`.
 #[derive(Serialize)]
@@ -105,10 +106,12 @@ fn parse(args: &[String]) -> Result<Options, String> {
         match arg.as_str() {
             "--json" if options.command == "bench" => options.lists.push(("--json".into(), value("--json")?)),
             "--json" => options.json = true,
-            "--preset" | "--tokens" | "--routing" | "--format" | "--reps" | "--tactic" => {
+            "--preset" | "--tokens" | "--routing" | "--format" | "--reps" | "--tactic" | "--tuned" | "--out" => {
                 options.lists.push((arg.clone(), value(arg)?));
             }
-            "--budget" if options.command == "bench" => options.lists.push((arg.clone(), value(arg)?)),
+            "--budget" if options.command == "bench" || options.command == "tune" => {
+                options.lists.push((arg.clone(), value(arg)?))
+            }
             "--no-cublas" => options.lists.push((arg.clone(), String::new())),
             "--arch" => options.arch = Some(value("--arch")?),
             "--smem-limit" | "--budget" => {
@@ -209,6 +212,10 @@ fn bench_command(options: &Options) -> Result<(), String> {
         reps: numbers("--reps", "20")?[0],
         cublas: get("--no-cublas").is_none() && cublas_present(),
         tactic: get("--tactic").map(str::to_string),
+        tuned: get("--tuned")
+            .map(|p| stagefit::tune::TuneCache::load(p.as_ref()))
+            .transpose()
+            .map_err(|e| e.to_string())?,
     };
     if get("--no-cublas").is_none() && !bench.cublas {
         eprintln!("stagefit bench: libcublas not found (set LD_LIBRARY_PATH); running without the cuBLAS baseline");
@@ -270,12 +277,71 @@ fn bench_command(options: &Options) -> Result<(), String> {
     Ok(())
 }
 
+fn tune_command(options: &Options) -> Result<(), String> {
+    use stagefit::moe::presets;
+    use stagefit::tune::{tune_problem, TuneCache};
+    use stagefit::Fp4Format;
+    let get = |name: &str| options.lists.iter().rev().find(|(n, _)| n == name).map(|(_, v)| v.as_str());
+    let list = |name: &str, default: &str| -> Vec<String> {
+        get(name).unwrap_or(default).split(',').map(str::to_string).collect()
+    };
+    let out = get("--out").ok_or("tune needs --out CACHE")?;
+    let budget = match get("--budget").unwrap_or("device") {
+        "device" => None,
+        b => Some(b.parse::<usize>().map_err(|_| format!("--budget takes device or a byte count, not {b:?}"))?),
+    };
+    let reps: usize = get("--reps").unwrap_or("5").parse().map_err(|_| "--reps takes a number")?;
+    let all = presets();
+    let ctx = stagefit::device::context(0).map_err(|e| e.to_string())?;
+    let stream = ctx.new_stream().map_err(|e| e.to_string())?;
+    let gemm = GroupedGemm::new(&ctx, budget).map_err(|e| e.to_string())?;
+    let mut cache = TuneCache::for_handle(&gemm);
+    let (mut within, mut total) = (0, 0);
+    println!(
+        "{:<13} {:<7} {:>5} {:<5} {:<22} {:>9} {:<22} {:>9} {:>6}",
+        "preset", "proj", "tok", "fmt", "heuristic", "us", "tuned", "us", "ratio"
+    );
+    for name in list("--preset", "gpt-oss-20b,gpt-oss-120b,qwen3-30b-a3b,mixtral-8x7b") {
+        let preset = all.iter().find(|p| p.name == name).ok_or(format!("unknown preset {name:?}"))?;
+        let c = &preset.config;
+        for f in list("--format", "mxfp4") {
+            let format = Fp4Format::ALL.into_iter().find(|x| x.name() == f).ok_or(format!("unknown format {f:?}"))?;
+            for (proj, n, k) in [("gate_up", 2 * c.intermediate, c.hidden), ("down", c.hidden, c.intermediate)] {
+                for t in list("--tokens", "1,8,32,128,512,2048") {
+                    let tokens: usize = t.parse().map_err(|_| format!("--tokens takes numbers, not {t:?}"))?;
+                    let e = tune_problem(&gemm, &stream, format, (c.experts, c.top_k, tokens), (n, k), reps)
+                        .map_err(|e| e.to_string())?;
+                    let ratio = e.heuristic_us / e.time_us;
+                    total += 1;
+                    within += (ratio <= 1.10) as usize;
+                    println!(
+                        "{:<13} {:<7} {:>5} {:<5} {:<22} {:>9.1} {:<22} {:>9.1} {:>6.2}",
+                        name,
+                        proj,
+                        tokens,
+                        format.name(),
+                        e.heuristic,
+                        e.heuristic_us,
+                        format!("{} S={}", e.tactic, e.stages),
+                        e.time_us,
+                        ratio
+                    );
+                    cache.entries.push(e);
+                }
+            }
+        }
+    }
+    println!("heuristic within 10% of the tuned best on {within} of {total} problems; cache written to {out}");
+    cache.save(out.as_ref()).map_err(|e| e.to_string())
+}
+
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let result = parse(&args).and_then(|options| match options.command.as_str() {
         "plan" => plan_command(&options),
         "info" => info_command(&options),
         "bench" => bench_command(&options),
+        "tune" => tune_command(&options),
         other => Err(format!("unknown command {other:?}")),
     });
     match result {

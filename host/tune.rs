@@ -1,0 +1,178 @@
+//! Autotuning: time every runnable (tactic, STAGES) for a problem on this device and budget,
+//! keep the fastest in a JSON cache, and let dispatch use it.
+//!
+//! A cache is valid only for the device name, compute capability, driver version and
+//! shared-memory limit it was made with ([`TuneCache::fits`]). Entries are keyed by format,
+//! experts, N, K and the row count rounded up to a power of two.
+
+use std::path::Path;
+use std::sync::Arc;
+
+use cudarc::driver::CudaStream;
+use serde::{Deserialize, Serialize};
+
+use crate::bench::{fill_bf16, group_sizes, median_us, random_weights, Routing};
+use crate::device::DeviceInfo;
+use crate::error::{DriverContext, Error, Result};
+use crate::gemm::{GroupedGemm, GroupedGemmArgs, TacticChoice};
+use crate::heuristic::ProblemShape;
+use crate::moe::kernels::MoeKernels;
+use crate::Fp4Format;
+
+/// The rows bucket of a problem: its row count rounded up to a power of two.
+pub fn rows_bucket(rows: usize) -> usize {
+    rows.max(1).next_power_of_two()
+}
+
+/// One tuned problem.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct TuneEntry {
+    /// `nvfp4` or `mxfp4`.
+    pub format: String,
+    /// Groups (experts).
+    pub groups: usize,
+    /// Output columns.
+    pub n: usize,
+    /// Reduction length.
+    pub k: usize,
+    /// Rows bucket ([`rows_bucket`]).
+    pub rows_bucket: usize,
+    /// The fastest tactic.
+    pub tactic: String,
+    /// Its STAGES.
+    pub stages: usize,
+    /// Its median time, microseconds.
+    pub time_us: f64,
+    /// The heuristic's choice and time on the same problem, for comparison.
+    pub heuristic: String,
+    /// The heuristic's median time, microseconds.
+    pub heuristic_us: f64,
+}
+
+/// Tuned choices for one device and shared-memory limit.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct TuneCache {
+    /// Device name.
+    pub device: String,
+    /// Compute capability.
+    pub compute_capability: (u32, u32),
+    /// Driver version.
+    pub driver_version: i32,
+    /// Shared-memory limit in force when tuning.
+    pub smem_limit: usize,
+    /// The tuned problems.
+    pub entries: Vec<TuneEntry>,
+}
+
+impl TuneCache {
+    /// An empty cache for `gemm`'s device and limit.
+    pub fn for_handle(gemm: &GroupedGemm) -> TuneCache {
+        let d = gemm.device();
+        TuneCache {
+            device: d.name.clone(),
+            compute_capability: d.compute_capability,
+            driver_version: d.driver_version,
+            smem_limit: gemm.limit().bytes(),
+            entries: Vec::new(),
+        }
+    }
+
+    /// Whether the cache was made on this device, driver and limit.
+    pub fn fits(&self, device: &DeviceInfo, smem_limit: usize) -> bool {
+        self.device == device.name
+            && self.compute_capability == device.compute_capability
+            && self.driver_version == device.driver_version
+            && self.smem_limit == smem_limit
+    }
+
+    /// The tuned (tactic, STAGES) for a problem, if any.
+    pub fn lookup(&self, format: Fp4Format, problem: &ProblemShape) -> Option<(&str, usize)> {
+        let bucket = rows_bucket(problem.rows);
+        self.entries
+            .iter()
+            .find(|e| {
+                e.format == format.name()
+                    && (e.groups, e.n, e.k, e.rows_bucket) == (problem.groups, problem.n, problem.k, bucket)
+            })
+            .map(|e| (e.tactic.as_str(), e.stages))
+    }
+
+    /// Reads a cache written by [`TuneCache::save`].
+    pub fn load(path: &Path) -> Result<TuneCache> {
+        let text = std::fs::read_to_string(path).map_err(|e| Error::Checkpoint {
+            tensor: "<tune cache>".into(),
+            problem: format!("{}: {e}", path.display()),
+        })?;
+        serde_json::from_str(&text).map_err(|e| Error::Checkpoint {
+            tensor: "<tune cache>".into(),
+            problem: format!("{}: {e}", path.display()),
+        })
+    }
+
+    /// Writes the cache as JSON.
+    pub fn save(&self, path: &Path) -> Result<()> {
+        let text = serde_json::to_string_pretty(self).expect("a tune cache serializes");
+        std::fs::write(path, text).map_err(|e| Error::Checkpoint {
+            tensor: "<tune cache>".into(),
+            problem: format!("{}: {e}", path.display()),
+        })
+    }
+}
+
+/// Times every runnable (tactic, STAGES) of `gemm` on a random problem of `tokens` tokens
+/// routed uniformly to `top_k` of `groups` experts with `[n × k]` weights; returns the fastest
+/// and the heuristic's choice with their times.
+#[allow(clippy::too_many_arguments)]
+pub fn tune_problem(
+    gemm: &GroupedGemm,
+    stream: &Arc<CudaStream>,
+    format: Fp4Format,
+    (groups, top_k, tokens): (usize, usize, usize),
+    (n, k): (usize, usize),
+    reps: usize,
+) -> Result<TuneEntry> {
+    let ctx = stream.context().clone();
+    let kernels = MoeKernels::load(&ctx, gemm.arch())?;
+    let sizes = group_sizes(groups, top_k, tokens, Routing::Uniform, 11 + tokens as u64);
+    let mut offsets = vec![0u32];
+    for s in &sizes {
+        offsets.push(offsets.last().unwrap() + *s as u32);
+    }
+    let rows = tokens * top_k;
+    let offsets_dev = stream.clone_htod(&offsets).during("uploading offsets")?;
+    let a = fill_bf16(&kernels, stream, rows.max(1) * k, 5)?;
+    let mut c = stream.alloc_zeros(rows.max(1) * n).during("allocating")?;
+    let weights = random_weights(&kernels, stream, format, (groups, n, k), 13)?;
+    let mut time = |choice: TacticChoice<'_>| -> Result<(String, usize, f64)> {
+        let mut ran = None;
+        let us = median_us(&ctx, stream, reps, |_| {
+            let args = GroupedGemmArgs { rows, a: &a, offsets: &offsets_dev, weights: &weights, c: &mut c };
+            ran = Some(gemm.run(stream, args, choice)?);
+            Ok(())
+        })?;
+        let v = ran.expect("ran");
+        Ok((v.tactic.to_string(), v.stages, us))
+    };
+    let (heuristic, heuristic_stages, heuristic_us) = time(TacticChoice::Auto)?;
+    let mut best = (heuristic.clone(), heuristic_stages, heuristic_us);
+    for plan in gemm.plan().iter().filter(|p| p.runnable()) {
+        for &stages in plan.tactic.stages.iter().filter(|&&s| s <= plan.stages.unwrap_or(0)) {
+            let t = time(TacticChoice::Variant { tactic: plan.tactic.name, stages })?;
+            if t.2 < best.2 {
+                best = t;
+            }
+        }
+    }
+    Ok(TuneEntry {
+        format: format.name().into(),
+        groups,
+        n,
+        k,
+        rows_bucket: rows_bucket(rows),
+        tactic: best.0,
+        stages: best.1,
+        time_us: best.2,
+        heuristic: format!("{heuristic} S={heuristic_stages}"),
+        heuristic_us,
+    })
+}
