@@ -80,15 +80,4 @@ impl DeviceInfo {
         let (major, minor) = self.compute_capability;
         Arch::for_compute_capability(major, minor).ok_or(Error::UnsupportedArch { major, minor })
     }
-
-    /// The multiprocessor resources the heuristic weighs.
-    pub fn sm_resources(&self) -> crate::heuristic::SmResources {
-        crate::heuristic::SmResources {
-            sms: self.sm_count,
-            smem_per_sm: self.smem_per_sm,
-            smem_reserved_per_block: self.smem_reserved_per_block,
-            threads_per_sm: self.threads_per_sm,
-            registers_per_sm: self.registers_per_sm,
-        }
-    }
 }

@@ -265,7 +265,7 @@ impl GroupedGemm {
         let (tactic, forced_stages) = match choice {
             TacticChoice::Auto => {
                 let plans = self.plan();
-                let Some(best) = prefer(&plans, problem, &self.device.sm_resources()) else {
+                let Some(best) = prefer(&plans, problem, self.device.sm_count) else {
                     let needed =
                         TACTICS.iter().map(|t| SmemLayout::new(t.tile, t.stages[0]).total_bytes).min().unwrap_or(0);
                     return Err(self.too_large("every tactic".into(), needed));

@@ -3,7 +3,7 @@
 //! The expected numbers were worked out by hand from the layout (tile table 1152 bytes; per
 //! stage A = BM·BK·2, W = BN·BK/2, S = BK/16·BN, each rounded up to 128).
 
-use stagefit::heuristic::{blocks_per_sm, prefer, preferred_stages, ProblemShape, SmResources};
+use stagefit::heuristic::{prefer, ProblemShape};
 use stagefit::plan::{deepest_fitting, family_max_policy_fits, plan_all, SmemLimit};
 use stagefit::{SmemLayout, TACTICS};
 
@@ -87,50 +87,23 @@ fn a_family_maximum_policy_loses_most_tactics_on_gb10() {
     assert!(plan_all(101376).iter().all(|p| p.runnable()));
 }
 
-/// An H100's multiprocessor resources.
-const H100: SmResources = SmResources {
-    sms: 132,
-    smem_per_sm: 233472,
-    smem_reserved_per_block: 1024,
-    threads_per_sm: 2048,
-    registers_per_sm: 65536,
-};
-
 #[test]
 fn the_heuristic_picks_small_tiles_for_decode_and_large_for_prefill() {
     let plans = plan_all(232448);
     let decode = ProblemShape { rows: 8 * 4, groups: 32, n: 5760, k: 2880 };
     let prefill = ProblemShape { rows: 8192 * 4, groups: 32, n: 5760, k: 2880 };
-    let d = prefer(&plans, &decode, &H100).unwrap();
-    let p = prefer(&plans, &prefill, &H100).unwrap();
+    let d = prefer(&plans, &decode, 132).unwrap();
+    let p = prefer(&plans, &prefill, 132).unwrap();
     assert_eq!(d.tactic.tile.bm(), 16, "decode picked {}", d.tactic.name);
     assert_eq!(p.tactic.tile.bm(), 128, "prefill picked {}", p.tactic.name);
-    // Nothing runnable gives nothing.
-    assert!(prefer(&plan_all(1000), &decode, &H100).is_none());
-}
-
-#[test]
-fn the_preferred_stages_keep_the_most_blocks_resident_and_fit() {
-    let t = TACTICS.iter().find(|t| t.name == "m16n64k128w1x4").unwrap();
-    // 128 threads at an estimated 88 registers: 5 blocks by registers; 5 blocks of shared
-    // memory allow up to 5 STAGES (1152 + 5·8704 + 1024 = 45696 ≤ 233472 / 5).
-    assert_eq!(blocks_per_sm(t, 5, &H100), 5);
-    assert_eq!(blocks_per_sm(t, 6, &H100), 4);
-    assert_eq!(preferred_stages(t, 8, &H100), 5);
-    // Never deeper than the limit allows.
-    assert_eq!(preferred_stages(t, 3, &H100), 3);
+    // The shallowest ring, which fits wherever the tactic is runnable.
     for limit in LIMITS {
-        for plan in prefer_all(limit) {
-            assert!(plan.smem_bytes().unwrap() <= limit);
+        let plans = plan_all(limit);
+        if let Some(choice) = prefer(&plans, &decode, 132) {
+            assert_eq!(choice.stages, Some(2));
+            assert!(choice.smem_bytes().unwrap() <= limit);
         }
     }
-}
-
-/// The heuristic's choice for a spread of problems under `limit`.
-fn prefer_all(limit: usize) -> Vec<stagefit::plan::TacticPlan> {
-    let plans = plan_all(limit);
-    [1, 8, 64, 512, 8192]
-        .iter()
-        .filter_map(|&tokens| prefer(&plans, &ProblemShape { rows: tokens * 4, groups: 32, n: 2880, k: 2880 }, &H100))
-        .collect()
+    // Nothing runnable gives nothing.
+    assert!(prefer(&plan_all(1000), &decode, 132).is_none());
 }
