@@ -270,7 +270,9 @@ impl GroupedGemm {
                         TACTICS.iter().map(|t| SmemLayout::new(t.tile, t.stages[0]).total_bytes).min().unwrap_or(0);
                     return Err(self.too_large("every tactic".into(), needed));
                 };
-                (best.tactic, best.stages)
+                // The heuristic's STAGES preference applies to the run-time policy; the fixed
+                // policy keeps its one STAGES.
+                (best.tactic, if self.policy == StagePolicy::RunTime { best.stages } else { None })
             }
             TacticChoice::Tactic(name) => (find_tactic(name)?, None),
             TacticChoice::Variant { tactic, stages } => {
