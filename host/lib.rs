@@ -13,7 +13,8 @@
 //! - [`gemm`]: weights on the device and the launch path ([`GroupedGemm`]);
 //! - [`fp4`]: FP4 codecs and quantization; [`reference`]: the CPU reference;
 //! - [`device`]: device limits read from the driver; [`bench`]: `stagefit bench`;
-//!   [`tune`]: `stagefit tune` and the tuned-choice cache dispatch uses;
+//!   [`tune`]: `stagefit tune` and the tuned-choice cache dispatch uses; [`selftest`]: random
+//!   cases against the CPU reference (`stagefit selftest`);
 //! - [`moe`]: MoE layers (router, permutation, activation, combine) around the grouped GEMM.
 
 pub mod bench;
@@ -27,6 +28,7 @@ pub mod moe;
 pub mod plan;
 pub mod reference;
 pub mod rng;
+pub mod selftest;
 pub mod tune;
 
 pub use embedded::{kernel_name, module_ptx, moe_module_ptx};

@@ -19,7 +19,8 @@ const USAGE: &str = "usage:
   stagefit bench [--preset gpt-oss-20b,gpt-oss-120b,qwen3-30b-a3b,mixtral-8x7b] [--tokens 1,8,32,128,512,2048,8192]
                  [--routing uniform,zipf] [--format nvfp4,mxfp4] [--budget device,101376] [--reps 20]
                  [--tactic NAME] [--tuned CACHE] [--no-cublas] [--json FILE]
-  stagefit tune --out CACHE [--preset ...] [--tokens 1,8,32,128,512,2048] [--format mxfp4] [--budget device|BYTES] [--reps 5]";
+  stagefit tune --out CACHE [--preset ...] [--tokens 1,8,32,128,512,2048] [--format mxfp4] [--budget device|BYTES] [--reps 5]
+  stagefit selftest [--cases N] [--seed S] [--all-variants]";
 
 /// One tactic's row of the plan, as printed by `--json`.
 #[derive(Serialize)]
@@ -106,13 +107,14 @@ fn parse(args: &[String]) -> Result<Options, String> {
         match arg.as_str() {
             "--json" if options.command == "bench" => options.lists.push(("--json".into(), value("--json")?)),
             "--json" => options.json = true,
-            "--preset" | "--tokens" | "--routing" | "--format" | "--reps" | "--tactic" | "--tuned" | "--out" => {
+            "--preset" | "--tokens" | "--routing" | "--format" | "--reps" | "--tactic" | "--tuned" | "--out"
+            | "--cases" | "--seed" => {
                 options.lists.push((arg.clone(), value(arg)?));
             }
             "--budget" if options.command == "bench" || options.command == "tune" => {
                 options.lists.push((arg.clone(), value(arg)?))
             }
-            "--no-cublas" => options.lists.push((arg.clone(), String::new())),
+            "--no-cublas" | "--all-variants" => options.lists.push((arg.clone(), String::new())),
             "--arch" => options.arch = Some(value("--arch")?),
             "--smem-limit" | "--budget" => {
                 let v = value(arg)?;
@@ -335,6 +337,46 @@ fn tune_command(options: &Options) -> Result<(), String> {
     cache.save(out.as_ref()).map_err(|e| e.to_string())
 }
 
+fn selftest_command(options: &Options) -> Result<(), String> {
+    use stagefit::rng::SplitMix64;
+    use stagefit::selftest::{all_variant_cases, random_case, run_case, Outcome};
+    let get = |name: &str| options.lists.iter().rev().find(|(n, _)| n == name).map(|(_, v)| v.as_str());
+    let number = |name: &str, default: &str| -> Result<u64, String> {
+        get(name).unwrap_or(default).parse().map_err(|_| format!("{name} takes a number"))
+    };
+    let seed = number("--seed", "1")?;
+    let cases = if get("--all-variants").is_some() {
+        all_variant_cases()
+    } else {
+        let mut rng = SplitMix64::new(seed);
+        (0..number("--cases", "200")?).map(|_| random_case(&mut rng)).collect()
+    };
+    let ctx = stagefit::device::context(0).map_err(|e| e.to_string())?;
+    let stream = ctx.new_stream().map_err(|e| e.to_string())?;
+    let (mut passed, mut refused, mut failed, mut worst) = (0, 0, 0, 0f64);
+    for (i, case) in cases.iter().enumerate() {
+        match run_case(&stream, case, seed.wrapping_mul(1_000_003) + i as u64).map_err(|e| e.to_string())? {
+            Outcome::Pass(_, cmp) => {
+                passed += 1;
+                worst = worst.max(cmp.max_rel_err);
+            }
+            Outcome::Refused(_) => refused += 1,
+            Outcome::Fail(why) => {
+                failed += 1;
+                println!("FAIL case {i} {case:?}: {why}");
+            }
+        }
+    }
+    println!(
+        "selftest: {} cases, {passed} passed, {refused} refused over budget, {failed} failed; worst max_rel_err {worst:.3e}",
+        cases.len()
+    );
+    if failed > 0 {
+        return Err(format!("{failed} selftest cases failed"));
+    }
+    Ok(())
+}
+
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let result = parse(&args).and_then(|options| match options.command.as_str() {
@@ -342,6 +384,7 @@ fn main() -> ExitCode {
         "info" => info_command(&options),
         "bench" => bench_command(&options),
         "tune" => tune_command(&options),
+        "selftest" => selftest_command(&options),
         other => Err(format!("unknown command {other:?}")),
     });
     match result {
