@@ -427,20 +427,29 @@ pub fn find_tactic(name: &str) -> Result<&'static Tactic> {
 /// Checks a call's shapes and buffer sizes; returns the problem it describes.
 fn validate(args: &GroupedGemmArgs<'_>) -> Result<ProblemShape> {
     let w = args.weights;
-    check_dims(w.groups, w.n, w.k)?;
-    if args.rows > u32::MAX as usize {
-        return Err(Error::Shape { what: "rows", value: args.rows, requirement: "at most 2^32 - 1" });
+    let problem = ProblemShape { rows: args.rows, groups: w.groups, n: w.n, k: w.k };
+    check_problem(&problem, args.offsets.len(), args.a.len(), args.c.len())?;
+    Ok(problem)
+}
+
+/// Checks a grouped GEMM's shapes and its buffers' lengths (in elements): the dimension rules
+/// of the kernels, rows that fit the kernels' 32-bit row indices, exactly `groups + 1`
+/// offsets, and A and C at least `rows × K` and `rows × N`.
+pub fn check_problem(problem: &ProblemShape, offsets_len: usize, a_len: usize, c_len: usize) -> Result<()> {
+    let ProblemShape { rows, groups, n, k } = *problem;
+    check_dims(groups, n, k)?;
+    if rows > u32::MAX as usize {
+        return Err(Error::Shape { what: "rows", value: rows, requirement: "at most 2^32 - 1" });
     }
-    for (buffer, needed, actual) in [
-        ("offsets", w.groups + 1, args.offsets.len()),
-        ("a", args.rows * w.k, args.a.len()),
-        ("c", args.rows * w.n, args.c.len()),
-    ] {
-        if actual < needed || (buffer == "offsets" && actual != needed) {
+    if offsets_len != groups + 1 {
+        return Err(Error::BufferTooSmall { buffer: "offsets", needed: groups + 1, actual: offsets_len });
+    }
+    for (buffer, needed, actual) in [("a", rows * k, a_len), ("c", rows * n, c_len)] {
+        if actual < needed {
             return Err(Error::BufferTooSmall { buffer, needed, actual });
         }
     }
-    Ok(ProblemShape { rows: args.rows, groups: w.groups, n: w.n, k: w.k })
+    Ok(())
 }
 
 /// Checks host-side group offsets: `groups + 1` values, from 0, non-decreasing, ending at `rows`.

@@ -14,7 +14,7 @@ use half::bf16;
 
 use crate::error::{DriverContext, Result};
 use crate::fp4::quantize;
-use crate::gemm::{DeviceWeights, GroupedGemm, GroupedGemmArgs, TacticChoice, Variant};
+use crate::gemm::{check_offsets, DeviceWeights, GroupedGemm, GroupedGemmArgs, TacticChoice, Variant};
 use crate::reference::{compare, grouped_gemm, Comparison};
 use crate::rng::SplitMix64;
 use crate::{Error, Fp4Format, TACTICS};
@@ -120,6 +120,7 @@ pub fn run_case(stream: &Arc<CudaStream>, case: &Case, seed: u64) -> Result<Outc
         offsets.push(offsets.last().unwrap() + *s as u32);
     }
     let rows = *offsets.last().unwrap() as usize;
+    check_offsets(&offsets, groups, rows)?;
     let a: Vec<bf16> = (0..rows * k).map(|_| bf16::from_f32(rng.uniform(-1.0, 1.0))).collect();
     let w: Vec<f32> = (0..groups * n * k).map(|_| rng.uniform(-1.0, 1.0)).collect();
     let q = quantize(case.format, groups, n, k, &w)?;

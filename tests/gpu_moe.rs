@@ -159,3 +159,44 @@ fn a_layer_loaded_from_a_gpt_oss_layout_file_runs() {
     std::fs::remove_file(&path).ok();
     check_weights("gpt-oss layout file, layer 3", &config, &loaded, 21, None, None);
 }
+
+#[test]
+fn bad_device_inputs_get_typed_errors() {
+    if skip_without_gpu("bad_device_inputs_get_typed_errors") {
+        return;
+    }
+    use stagefit::{DeviceWeights, Error, GroupedGemm, GroupedGemmArgs};
+    let ctx = context(0).unwrap();
+    let stream = ctx.default_stream();
+    // Weight buffers shorter than their shape.
+    let codes = stream.alloc_zeros::<u8>(16 * 64 / 2 - 1).unwrap();
+    let scales = stream.alloc_zeros::<u8>(64 / 16 * 16).unwrap();
+    let expert_scales = stream.clone_htod(&[1.0f32]).unwrap();
+    match DeviceWeights::from_parts(Fp4Format::Nvfp4, (1, 16, 64), codes, scales, expert_scales) {
+        Err(Error::BufferTooSmall { buffer: "codes", needed: 512, actual: 511 }) => {}
+        other => panic!("expected a short-codes error, got {:?}", other.map(|_| ())),
+    }
+    // More tokens than the workspace was made for.
+    let config = swiglu_like();
+    let engine = MoeEngine::new(&ctx, None, StagePolicy::RunTime).unwrap();
+    let layer = engine.upload(&stream, &config, &random_moe_weights(&config, 1)).unwrap();
+    let mut ws = MoeWorkspace::new(&stream, &config, 4).unwrap();
+    let x = stream.alloc_zeros::<bf16>(5 * config.hidden).unwrap();
+    let mut out = stream.alloc_zeros::<bf16>(5 * config.hidden).unwrap();
+    match engine.forward(&stream, &layer, &x, 5, &mut out, &mut ws, TacticChoice::Auto) {
+        Err(Error::Shape { what: "tokens", value: 5, .. }) => {}
+        other => panic!("expected a tokens error, got {:?}", other.map(|_| ())),
+    }
+    // A STAGES the tactic is not compiled at.
+    let gemm = GroupedGemm::new(&ctx, None).unwrap();
+    let p = common::random_problem("tiny", Fp4Format::Mxfp4, &[3], 32, 64, 5);
+    let w = DeviceWeights::upload(&stream, &p.weights).unwrap();
+    let a = stream.clone_htod(&p.a).unwrap();
+    let offsets = stream.clone_htod(&p.offsets).unwrap();
+    let mut c = stream.alloc_zeros::<bf16>(3 * 32).unwrap();
+    let args = GroupedGemmArgs { rows: 3, a: &a, offsets: &offsets, weights: &w, c: &mut c };
+    match gemm.run(&stream, args, TacticChoice::Variant { tactic: "m128n128k128w2x4", stages: 8 }) {
+        Err(Error::UnknownVariant(message)) => assert!(message.contains("STAGES=8"), "{message}"),
+        other => panic!("expected an unknown-variant error, got {other:?}"),
+    }
+}

@@ -1,0 +1,144 @@
+//! One test per row of `docs/validation.md` that needs no GPU: bad input gets a typed error
+//! naming the argument, the expected and the actual value.
+
+mod common;
+
+use stagefit::device::DeviceInfo;
+use stagefit::gemm::{check_offsets, check_problem, find_tactic};
+use stagefit::heuristic::ProblemShape;
+use stagefit::moe::{Activation, GateUpLayout, MoeConfig};
+use stagefit::{Error, Fp4Format};
+
+const OK: ProblemShape = ProblemShape { rows: 10, groups: 3, n: 32, k: 64 };
+
+fn shape_error(problem: ProblemShape) -> (&'static str, usize) {
+    match check_problem(&problem, problem.groups + 1, problem.rows * problem.k, problem.rows * problem.n) {
+        Err(Error::Shape { what, value, .. }) => (what, value),
+        other => panic!("expected a shape error for {problem:?}, got {other:?}"),
+    }
+}
+
+#[test]
+fn group_counts_outside_1_to_256_are_refused() {
+    assert_eq!(shape_error(ProblemShape { groups: 0, ..OK }), ("groups", 0));
+    assert_eq!(shape_error(ProblemShape { groups: 257, ..OK }), ("groups", 257));
+    assert!(check_problem(&ProblemShape { groups: 256, ..OK }, 257, 640, 320).is_ok());
+}
+
+#[test]
+fn n_must_be_a_positive_multiple_of_16() {
+    assert_eq!(shape_error(ProblemShape { n: 24, ..OK }), ("n", 24));
+    assert_eq!(shape_error(ProblemShape { n: 0, ..OK }), ("n", 0));
+}
+
+#[test]
+fn k_must_be_a_positive_multiple_of_32() {
+    assert_eq!(shape_error(ProblemShape { k: 48, ..OK }), ("k", 48));
+    assert_eq!(shape_error(ProblemShape { k: 0, ..OK }), ("k", 0));
+}
+
+#[test]
+fn rows_must_fit_32_bits() {
+    let rows = u32::MAX as usize + 1;
+    assert!(matches!(
+        check_problem(&ProblemShape { rows, ..OK }, 4, usize::MAX, usize::MAX),
+        Err(Error::Shape { what: "rows", .. })
+    ));
+}
+
+#[test]
+fn short_buffers_are_refused_by_name() {
+    let buffer = |offsets, a, c| match check_problem(&OK, offsets, a, c) {
+        Err(Error::BufferTooSmall { buffer, needed, actual }) => (buffer, needed, actual),
+        other => panic!("expected a buffer error, got {other:?}"),
+    };
+    assert_eq!(buffer(3, 640, 320), ("offsets", 4, 3));
+    assert_eq!(buffer(5, 640, 320), ("offsets", 4, 5));
+    assert_eq!(buffer(4, 639, 320), ("a", 640, 639));
+    assert_eq!(buffer(4, 640, 319), ("c", 320, 319));
+    assert!(check_problem(&OK, 4, 640, 320).is_ok());
+}
+
+#[test]
+fn host_offsets_must_run_from_0_to_rows_without_decreasing() {
+    for (offsets, words) in [
+        (&[0, 4, 2, 10][..], "offsets[2] = 2 < offsets[1] = 4"),
+        (&[1, 4, 6, 10], "offsets[0] = 1"),
+        (&[0, 4, 6, 9], "offsets[3] = 9 but there are 10 rows"),
+        (&[0, 4, 10], "3 values for 3 groups"),
+    ] {
+        match check_offsets(offsets, 3, 10) {
+            Err(Error::Offsets(message)) => assert!(message.contains(words), "{message}"),
+            other => panic!("{offsets:?}: expected an offsets error, got {other:?}"),
+        }
+    }
+    assert!(check_offsets(&[0, 0, 6, 10], 3, 10).is_ok());
+}
+
+fn moe(experts: usize, top_k: usize, hidden: usize, intermediate: usize) -> MoeConfig {
+    MoeConfig {
+        experts,
+        top_k,
+        hidden,
+        intermediate,
+        renormalize: true,
+        gate_up_layout: GateUpLayout::Concatenated,
+        activation: Activation::SwiGlu,
+        format: Fp4Format::Nvfp4,
+    }
+}
+
+#[test]
+fn moe_shapes_are_checked() {
+    let what = |c: MoeConfig| match c.validate() {
+        Err(Error::Shape { what, value, .. }) => (what, value),
+        other => panic!("expected a shape error for {c:?}, got {other:?}"),
+    };
+    assert_eq!(what(moe(0, 1, 64, 64)), ("experts", 0));
+    assert_eq!(what(moe(257, 1, 64, 64)), ("experts", 257));
+    assert_eq!(what(moe(4, 5, 64, 64)), ("top_k", 5), "top-k above the experts");
+    assert_eq!(what(moe(32, 9, 64, 64)), ("top_k", 9), "top-k above 8");
+    assert_eq!(what(moe(8, 0, 64, 64)), ("top_k", 0));
+    assert_eq!(what(moe(8, 2, 48, 64)), ("hidden", 48));
+    assert_eq!(what(moe(8, 2, 64, 40)), ("intermediate", 40));
+    assert!(moe(8, 2, 64, 64).validate().is_ok());
+}
+
+#[test]
+fn moe_weights_of_the_wrong_size_or_format_are_refused() {
+    let config = moe(4, 2, 64, 32);
+    let mut w = common::random_moe_weights(&config, 1);
+    assert!(w.check(&config).is_ok());
+    w.router_bias.pop();
+    assert!(matches!(w.check(&config), Err(Error::BufferTooSmall { buffer: "router_bias", needed: 4, actual: 3 })));
+    let mx = MoeConfig { format: Fp4Format::Mxfp4, ..config.clone() };
+    let w = common::random_moe_weights(&config, 1);
+    assert!(matches!(w.check(&mx), Err(Error::WeightsMismatch { .. })));
+}
+
+#[test]
+fn a_device_without_shipped_ptx_is_refused() {
+    let device = |cc| DeviceInfo {
+        ordinal: 0,
+        name: "test".into(),
+        compute_capability: cc,
+        smem_optin_per_block: 101376,
+        smem_reserved_per_block: 1024,
+        smem_per_sm: 102400,
+        sm_count: 48,
+        l2_bytes: 1 << 22,
+        threads_per_sm: 1536,
+        registers_per_sm: 65536,
+        driver_version: 13000,
+    };
+    assert!(matches!(device((7, 5)).arch(), Err(Error::UnsupportedArch { major: 7, minor: 5 })));
+    assert_eq!(device((8, 9)).arch().unwrap().name(), "sm_80");
+    assert_eq!(device((10, 0)).arch().unwrap().name(), "sm_90");
+    assert_eq!(device((12, 1)).arch().unwrap().name(), "sm_121a");
+}
+
+#[test]
+fn unknown_tactics_are_refused() {
+    assert!(matches!(find_tactic("m7n7k7"), Err(Error::UnknownVariant(_))));
+    assert!(find_tactic("m16n64k128w1x4").is_ok());
+}
