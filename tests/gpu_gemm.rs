@@ -178,3 +178,42 @@ fn over_budget_variants_are_refused_before_the_driver() {
     assert!(variant.smem_bytes() <= 101376);
     assert!(compare(&c, &p.reference).acceptable());
 }
+
+#[test]
+fn one_handle_serves_several_threads_and_streams() {
+    fn send_and_sync<T: Send + Sync>() {}
+    send_and_sync::<GroupedGemm>();
+    send_and_sync::<DeviceWeights>();
+    if skip_without_gpu("one_handle_serves_several_threads_and_streams") {
+        return;
+    }
+    let ctx = context(0).unwrap();
+    let gemm = GroupedGemm::new(&ctx, Some(101376)).unwrap();
+    let problems: Vec<HostProblem> = (0..4)
+        .map(|i| {
+            random_problem(&format!("thread {i}"), Fp4Format::ALL[i % 2], &[3 + i, 0, 17, 40], 256, 320, 100 + i as u64)
+        })
+        .collect();
+    std::thread::scope(|scope| {
+        for p in &problems {
+            let (gemm, ctx) = (&gemm, &ctx);
+            scope.spawn(move || {
+                let stream = ctx.new_stream().unwrap();
+                let w = DeviceWeights::upload(&stream, &p.weights).unwrap();
+                let mut first: Option<Vec<bf16>> = None;
+                for _ in 0..5 {
+                    let (_, c) = run_once(gemm, &stream, p, &w, TacticChoice::Auto).unwrap();
+                    assert!(compare(&c, &p.reference).acceptable(), "{}", p.name);
+                    match &first {
+                        Some(f) => assert!(
+                            f.iter().zip(&c).all(|(x, y)| x.to_bits() == y.to_bits()),
+                            "{}: runs differ",
+                            p.name
+                        ),
+                        None => first = Some(c),
+                    }
+                }
+            });
+        }
+    });
+}
