@@ -247,7 +247,7 @@ fn ceilings(
 }
 
 fn cublas_error(e: cudarc::cublas::result::CublasError) -> Error {
-    Error::UnknownVariant(format!("cuBLAS failed: {e:?}"))
+    Error::Baseline(format!("{e:?}"))
 }
 
 /// Row-major `C[m×n] = A[m×k] · W[n×k]ᵀ` as a column-major cuBLAS call `Cᵀ = W · Aᵀ`

@@ -79,6 +79,17 @@ pub enum Error {
         /// What is wrong with it.
         problem: String,
     },
+    /// A tune cache that cannot be read, parsed or written.
+    #[error("tune cache {path}: {problem}")]
+    TuneCache {
+        /// The cache file.
+        path: String,
+        /// What went wrong.
+        problem: String,
+    },
+    /// The cuBLAS baseline of `stagefit bench` failed.
+    #[error("cuBLAS baseline: {0}")]
+    Baseline(String),
     /// The CUDA driver library could not be loaded.
     #[error("the CUDA driver (libcuda) could not be loaded: no NVIDIA driver on this machine")]
     NoDriver,

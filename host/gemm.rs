@@ -220,10 +220,13 @@ impl GroupedGemm {
     /// a cache made on another device, driver or limit is refused.
     pub fn with_tuning(mut self, cache: crate::tune::TuneCache) -> Result<GroupedGemm> {
         if !cache.fits(&self.device, self.limit.bytes()) {
-            return Err(Error::UnknownVariant(format!(
-                "the tune cache is for {} (cc {:?}, driver {}, limit {}), not this device and limit",
-                cache.device, cache.compute_capability, cache.driver_version, cache.smem_limit
-            )));
+            return Err(Error::TuneCache {
+                path: "(in memory)".into(),
+                problem: format!(
+                    "made for {} (cc {:?}, driver {}, limit {}), not this device and limit",
+                    cache.device, cache.compute_capability, cache.driver_version, cache.smem_limit
+                ),
+            });
         }
         self.tuned = Some(cache);
         Ok(self)

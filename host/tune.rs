@@ -99,24 +99,19 @@ impl TuneCache {
 
     /// Reads a cache written by [`TuneCache::save`].
     pub fn load(path: &Path) -> Result<TuneCache> {
-        let text = std::fs::read_to_string(path).map_err(|e| Error::Checkpoint {
-            tensor: "<tune cache>".into(),
-            problem: format!("{}: {e}", path.display()),
-        })?;
-        serde_json::from_str(&text).map_err(|e| Error::Checkpoint {
-            tensor: "<tune cache>".into(),
-            problem: format!("{}: {e}", path.display()),
-        })
+        let text = std::fs::read_to_string(path).map_err(|e| cache_error(path, e))?;
+        serde_json::from_str(&text).map_err(|e| cache_error(path, e))
     }
 
     /// Writes the cache as JSON.
     pub fn save(&self, path: &Path) -> Result<()> {
-        let text = serde_json::to_string_pretty(self).expect("a tune cache serializes");
-        std::fs::write(path, text).map_err(|e| Error::Checkpoint {
-            tensor: "<tune cache>".into(),
-            problem: format!("{}: {e}", path.display()),
-        })
+        let text = serde_json::to_string_pretty(self).map_err(|e| cache_error(path, e))?;
+        std::fs::write(path, text).map_err(|e| cache_error(path, e))
     }
+}
+
+fn cache_error(path: &Path, problem: impl std::fmt::Display) -> Error {
+    Error::TuneCache { path: path.display().to_string(), problem: problem.to_string() }
 }
 
 /// Times every runnable (tactic, STAGES) of `gemm` on a random problem of `tokens` tokens

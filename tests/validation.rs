@@ -116,9 +116,8 @@ fn moe_weights_of_the_wrong_size_or_format_are_refused() {
     assert!(matches!(w.check(&mx), Err(Error::WeightsMismatch { .. })));
 }
 
-#[test]
-fn a_device_without_shipped_ptx_is_refused() {
-    let device = |cc| DeviceInfo {
+fn device(cc: (u32, u32)) -> DeviceInfo {
+    DeviceInfo {
         ordinal: 0,
         name: "test".into(),
         compute_capability: cc,
@@ -130,7 +129,11 @@ fn a_device_without_shipped_ptx_is_refused() {
         threads_per_sm: 1536,
         registers_per_sm: 65536,
         driver_version: 13000,
-    };
+    }
+}
+
+#[test]
+fn a_device_without_shipped_ptx_is_refused() {
     assert!(matches!(device((7, 5)).arch(), Err(Error::UnsupportedArch { major: 7, minor: 5 })));
     assert_eq!(device((8, 9)).arch().unwrap().name(), "sm_80");
     assert_eq!(device((10, 0)).arch().unwrap().name(), "sm_90");
@@ -141,4 +144,25 @@ fn a_device_without_shipped_ptx_is_refused() {
 fn unknown_tactics_are_refused() {
     assert!(matches!(find_tactic("m7n7k7"), Err(Error::UnknownVariant(_))));
     assert!(find_tactic("m16n64k128w1x4").is_ok());
+}
+
+#[test]
+fn a_missing_or_malformed_tune_cache_is_refused() {
+    let missing = std::path::Path::new("/nonexistent/stagefit-tune.json");
+    assert!(matches!(stagefit::tune::TuneCache::load(missing), Err(Error::TuneCache { .. })));
+    let bad = std::env::temp_dir().join(format!("stagefit-bad-tune-{}.json", std::process::id()));
+    std::fs::write(&bad, "{ not json").unwrap();
+    assert!(matches!(stagefit::tune::TuneCache::load(&bad), Err(Error::TuneCache { .. })));
+    std::fs::remove_file(bad).ok();
+    // A cache made elsewhere does not fit this device, driver or limit.
+    let cache = stagefit::tune::TuneCache {
+        device: "test".into(),
+        compute_capability: (12, 1),
+        driver_version: 13000,
+        smem_limit: 101376,
+        entries: Vec::new(),
+    };
+    assert!(cache.fits(&device((12, 1)), 101376));
+    assert!(!cache.fits(&device((12, 0)), 101376));
+    assert!(!cache.fits(&device((12, 1)), 65536));
 }
