@@ -10,24 +10,16 @@ mod common;
 use std::fmt::Write as _;
 use std::sync::Arc;
 
-use common::{random_problem, HostProblem};
+use common::{random_problem, skip_without_gpu, HostProblem};
 use cudarc::driver::CudaStream;
 use half::bf16;
-use stagefit::device::{context, driver_present};
+use stagefit::device::context;
 use stagefit::reference::compare;
 use stagefit::{DeviceWeights, Error, Fp4Format, GroupedGemm, GroupedGemmArgs, TacticChoice, Variant, TACTICS};
 
 const BUDGETS: [usize; 3] = [232448, 101376, 65536];
 /// bf16 quiet NaN: what every output element holds before a launch.
 const POISON: bf16 = bf16::from_bits(0x7FC0);
-
-fn skip_without_gpu(test: &str) -> bool {
-    if driver_present() {
-        return false;
-    }
-    println!("SKIPPED {test}: no CUDA driver (libcuda) on this machine");
-    true
-}
 
 /// The problems: gpt-oss down (N = K = 2880), gpt-oss gate_up (N = 5760, K = 2880) and
 /// Mixtral's gate/up (N = 14336, K = 4096).

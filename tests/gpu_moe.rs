@@ -4,9 +4,9 @@
 
 mod common;
 
-use common::random_moe_weights;
+use common::{random_moe_weights, skip_without_gpu};
 use half::bf16;
-use stagefit::device::{context, driver_present};
+use stagefit::device::context;
 use stagefit::moe::checkpoint::{write_layer, Checkpoint};
 use stagefit::moe::{
     reference, Activation, GateUpLayout, MoeConfig, MoeEngine, MoeLayerWeights, MoeWorkspace, GPT_OSS,
@@ -116,14 +116,6 @@ fn check_weights(
         variants.gate_up.tactic, variants.gate_up.stages, variants.down.tactic, variants.down.stages, cmp.max_rel_err, cmp.norm_rel_err
     );
     assert!(cmp.non_finite == 0 && cmp.max_rel_err < 3e-2 && cmp.norm_rel_err < 1e-2, "{name}: {cmp:?}");
-}
-
-fn skip_without_gpu(test: &str) -> bool {
-    if driver_present() {
-        return false;
-    }
-    println!("SKIPPED {test}: no CUDA driver (libcuda) on this machine");
-    true
 }
 
 #[test]

@@ -78,3 +78,12 @@ pub fn random_moe_weights(config: &stagefit::moe::MoeConfig, seed: u64) -> stage
         down_bias: rng.vec(e * h, -0.1, 0.1),
     }
 }
+
+/// Whether to skip a GPU test here: prints the reason where no CUDA driver is present.
+pub fn skip_without_gpu(test: &str) -> bool {
+    if stagefit::device::driver_present() {
+        return false;
+    }
+    println!("SKIPPED {test}: no CUDA driver (libcuda) on this machine");
+    true
+}
