@@ -201,25 +201,11 @@ pub(crate) fn fill_bf16(
     Ok(out)
 }
 
-pub(crate) fn random_weights(
-    kernels: &MoeKernels,
-    stream: &Arc<CudaStream>,
-    format: Fp4Format,
-    (groups, n, k): (usize, usize, usize),
-    seed: u64,
-) -> Result<DeviceWeights> {
-    let mut codes = stream.alloc_zeros::<u8>(groups * n * k / 2).during("allocating weights")?;
-    let mut scales = stream.alloc_zeros::<u8>(groups * k / format.scale_block() * n).during("allocating scales")?;
-    kernels.fill(stream, &mut codes, seed, 0, 256)?;
-    kernels.fill(stream, &mut scales, seed + 1, 0x30, 8)?;
-    let expert_scales = stream.clone_htod(&vec![1.0f32; groups]).during("uploading")?;
-    DeviceWeights::from_parts(format, (groups, n, k), codes, scales, expert_scales)
-}
-
 /// Measures the copy bandwidth and (with cuBLAS) the dense bf16 rate.
 fn ceilings(
     ctx: &Arc<CudaContext>,
     stream: &Arc<CudaStream>,
+    kernels: &MoeKernels,
     blas: Option<&CudaBlas>,
     reps: usize,
 ) -> Result<Ceilings> {
@@ -230,9 +216,8 @@ fn ceilings(
     let bf16_tflop_s = match blas {
         Some(blas) => {
             let n = 8192;
-            let kernels = MoeKernels::load(ctx, GroupedGemm::new(ctx, None)?.arch())?;
-            let a = fill_bf16(&kernels, stream, n * n, 1)?;
-            let b = fill_bf16(&kernels, stream, n * n, 2)?;
+            let a = fill_bf16(kernels, stream, n * n, 1)?;
+            let b = fill_bf16(kernels, stream, n * n, 2)?;
             let mut c = stream.alloc_zeros::<bf16>(n * n).during("allocating")?;
             let cfg = gemm_config(n, n, n);
             let us = median_us(ctx, stream, reps, |_| {
@@ -300,7 +285,7 @@ pub fn run(options: &BenchOptions, mut progress: impl FnMut(&BenchRow)) -> Resul
     } else {
         None
     };
-    let ceilings = ceilings(&ctx, &stream, blas.as_ref(), options.reps)?;
+    let ceilings = ceilings(&ctx, &stream, &kernels, blas.as_ref(), options.reps)?;
     let mut rows = Vec::new();
     for preset in &options.presets {
         let c = &preset.config;
@@ -321,8 +306,7 @@ pub fn run(options: &BenchOptions, mut progress: impl FnMut(&BenchRow)) -> Resul
                         let active = sizes.iter().filter(|&&s| s > 0).count();
                         let wanted = (4 * device.l2_bytes).div_ceil((active * expert_bytes).max(1)).clamp(1, 8);
                         while copies.len() < wanted {
-                            copies.push(random_weights(
-                                &kernels,
+                            copies.push(kernels.random_weights(
                                 &stream,
                                 *format,
                                 (c.experts, n, k),

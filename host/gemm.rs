@@ -173,6 +173,9 @@ unsafe impl DeviceRepr for KernelParams {}
 struct LoadedKernel {
     function: CudaFunction,
     static_smem_bytes: usize,
+    /// Resident blocks per multiprocessor at the variant's footprint (0 where the device
+    /// cannot run it): sizes the persistent grid, read once at load.
+    blocks_per_sm: usize,
 }
 
 /// The loaded module of one (format, tactic): every STAGES it is compiled at.
@@ -254,6 +257,16 @@ impl GroupedGemm {
 
     /// The variant a call with `format` and `problem` would run.
     pub fn select(&self, format: Fp4Format, problem: &ProblemShape, choice: TacticChoice<'_>) -> Result<Variant> {
+        self.select_loaded(format, problem, choice).map(|(variant, _)| variant)
+    }
+
+    /// [`GroupedGemm::select`], with the loaded module the variant lives in.
+    fn select_loaded(
+        &self,
+        format: Fp4Format,
+        problem: &ProblemShape,
+        choice: TacticChoice<'_>,
+    ) -> Result<(Variant, Arc<LoadedTactic>)> {
         let limit = self.limit.bytes();
         let tuned = match choice {
             TacticChoice::Auto => self.tuned.as_ref().and_then(|c| c.lookup(format, problem)),
@@ -262,7 +275,7 @@ impl GroupedGemm {
         if let Some((tactic, stages)) = tuned {
             let tactic = find_tactic(tactic)?;
             if self.policy.stages(tactic, limit, 0).is_some_and(|deepest| stages <= deepest) {
-                return self.select(format, problem, TacticChoice::Variant { tactic: tactic.name, stages });
+                return self.select_loaded(format, problem, TacticChoice::Variant { tactic: tactic.name, stages });
             }
         }
         let (tactic, forced_stages) = match choice {
@@ -299,13 +312,14 @@ impl GroupedGemm {
                 .stages(tactic, limit, static_bytes)
                 .ok_or_else(|| self.too_large(tactic.name.into(), static_bytes + self.policy.least_bytes(tactic)))?,
         };
-        Ok(Variant {
+        let variant = Variant {
             tactic: tactic.name,
             tile: (tactic.tile.bm(), tactic.tile.bn(), tactic.tile.bk()),
             stages,
             dynamic_smem_bytes: SmemLayout::new(tactic.tile, stages).total_bytes,
             static_smem_bytes: loaded.kernels[&stages].static_smem_bytes,
-        })
+        };
+        Ok((variant, loaded))
     }
 
     /// Runs `C_g = A_g · dequant(W_g)ᵀ` for every group on `stream`, with the variant `choice`
@@ -317,8 +331,8 @@ impl GroupedGemm {
         choice: TacticChoice<'_>,
     ) -> Result<Variant> {
         let problem = validate(&args)?;
-        let variant = self.select(args.weights.format, &problem, choice)?;
-        self.launch(stream, args, &variant)?;
+        let (variant, loaded) = self.select_loaded(args.weights.format, &problem, choice)?;
+        self.launch(stream, args, &variant, &loaded)?;
         Ok(variant)
     }
 
@@ -334,11 +348,16 @@ impl GroupedGemm {
     }
 
     /// The single launch path.
-    fn launch(&self, stream: &Arc<CudaStream>, args: GroupedGemmArgs<'_>, variant: &Variant) -> Result<()> {
+    fn launch(
+        &self,
+        stream: &Arc<CudaStream>,
+        args: GroupedGemmArgs<'_>,
+        variant: &Variant,
+        loaded: &LoadedTactic,
+    ) -> Result<()> {
         self.check_fits(variant)?;
         let weights = args.weights;
         let tactic = find_tactic(variant.tactic)?;
-        let loaded = self.load(weights.format, tactic)?;
         let kernel = &loaded.kernels[&variant.stages];
         let (bm, bn, _) = variant.tile;
         let tiles_bound = (args.rows.div_ceil(bm) + weights.groups.min(args.rows)) * weights.n.div_ceil(bn);
@@ -346,12 +365,7 @@ impl GroupedGemm {
             return Ok(());
         }
         let threads = tactic.tile.threads() as u32;
-        let per_sm = kernel
-            .function
-            .occupancy_max_active_blocks_per_multiprocessor(threads, variant.dynamic_smem_bytes, None)
-            .during("querying occupancy")?
-            .max(1) as usize;
-        let grid = tiles_bound.min(per_sm * self.device.sm_count) as u32;
+        let grid = tiles_bound.min(kernel.blocks_per_sm.max(1) * self.device.sm_count) as u32;
         let cfg = LaunchConfig {
             grid_dim: (grid, 1, 1),
             block_dim: (threads, 1, 1),
@@ -409,12 +423,16 @@ impl GroupedGemm {
                 .get_attribute(FnAttr::CU_FUNC_ATTRIBUTE_SHARED_SIZE_BYTES)
                 .during("reading static shared memory")? as usize;
             let dynamic = SmemLayout::new(tactic.tile, stages).total_bytes;
+            let mut blocks_per_sm = 0;
             if static_smem_bytes + dynamic <= self.device.smem_optin_per_block {
                 function
                     .set_attribute(FnAttr::CU_FUNC_ATTRIBUTE_MAX_DYNAMIC_SHARED_SIZE_BYTES, dynamic as i32)
                     .during("setting the dynamic shared-memory size")?;
+                blocks_per_sm = function
+                    .occupancy_max_active_blocks_per_multiprocessor(tactic.tile.threads() as u32, dynamic, None)
+                    .during("querying occupancy")? as usize;
             }
-            kernels.insert(stages, LoadedKernel { function, static_smem_bytes });
+            kernels.insert(stages, LoadedKernel { function, static_smem_bytes, blocks_per_sm });
         }
         let entry = Arc::new(LoadedTactic { kernels });
         loaded.insert((format, tactic.name), entry.clone());

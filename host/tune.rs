@@ -11,7 +11,7 @@ use std::sync::Arc;
 use cudarc::driver::CudaStream;
 use serde::{Deserialize, Serialize};
 
-use crate::bench::{fill_bf16, group_sizes, median_us, random_weights, Routing};
+use crate::bench::{fill_bf16, group_sizes, median_us, Routing};
 use crate::device::DeviceInfo;
 use crate::error::{DriverContext, Error, Result};
 use crate::gemm::{GroupedGemm, GroupedGemmArgs, TacticChoice};
@@ -137,7 +137,7 @@ pub fn tune_problem(
     let offsets_dev = stream.clone_htod(&offsets).during("uploading offsets")?;
     let a = fill_bf16(&kernels, stream, rows.max(1) * k, 5)?;
     let mut c = stream.alloc_zeros(rows.max(1) * n).during("allocating")?;
-    let weights = random_weights(&kernels, stream, format, (groups, n, k), 13)?;
+    let weights = kernels.random_weights(stream, format, (groups, n, k), 13)?;
     let mut time = |choice: TacticChoice<'_>| -> Result<(String, usize, f64)> {
         let mut ran = None;
         let us = median_us(&ctx, stream, reps, |_| {

@@ -10,7 +10,8 @@ use stagefit_kernels::params::{FillParams, MoeParams, MOE_BLOCK, MOE_SCRATCH_BYT
 
 use crate::embedded::moe_module_ptx;
 use crate::error::{DriverContext, Error, Result};
-use crate::Arch;
+use crate::gemm::DeviceWeights;
+use crate::{Arch, Fp4Format};
 
 #[repr(transparent)]
 struct MoeArgs(MoeParams);
@@ -113,6 +114,31 @@ impl MoeKernels {
         launch.arg(&args);
         launch.launch(cfg).during("launching an MoE kernel")?;
         Ok(())
+    }
+
+    /// Seeded random FP4 weights for `groups` experts of `[n × k]`, generated on the device:
+    /// codes uniform over all 16 values, block scales chosen so that a dot product with unit
+    /// inputs stays near unit size, expert scales 1.
+    pub(crate) fn random_weights(
+        &self,
+        stream: &Arc<CudaStream>,
+        format: Fp4Format,
+        (groups, n, k): (usize, usize, usize),
+        seed: u64,
+    ) -> Result<DeviceWeights> {
+        let mut codes = stream.alloc_zeros::<u8>(groups * n * k / 2).during("allocating weights")?;
+        let mut scales = stream.alloc_zeros::<u8>(groups * k / format.scale_block() * n).during("allocating scales")?;
+        self.fill(stream, &mut codes, seed, 0, 256)?;
+        // e2m1 codes have an RMS of about 2.9; a scale near 0.8 / (2.9 · sqrt(k)) keeps a dot
+        // product with unit inputs near unit size.
+        let target = 0.8 / (2.9 * (k as f32).sqrt());
+        let (lo, span) = match format {
+            Fp4Format::Mxfp4 => ((target.log2().round() as i32 + 127) as u8, 2),
+            Fp4Format::Nvfp4 => (crate::fp4::e4m3_encode_non_negative(target), 4),
+        };
+        self.fill(stream, &mut scales, seed ^ 0x5CA1E, lo, span)?;
+        let expert_scales = stream.clone_htod(&vec![1.0f32; groups]).during("uploading expert scales")?;
+        DeviceWeights::from_parts(format, (groups, n, k), codes, scales, expert_scales)
     }
 
     /// Fills `bytes` with `lo + hash(seed, i) % span` on the device.

@@ -12,7 +12,6 @@ use crate::moe::config::MoeConfig;
 use crate::moe::kernels::{MoeKernels, MoeOp};
 use crate::moe::weights::MoeLayerWeights;
 use crate::plan::StagePolicy;
-use crate::Fp4Format;
 
 /// What runs MoE layers on one context: the grouped GEMM (with its shared-memory limit and
 /// stage policy) and the MoE-layer kernels.
@@ -100,28 +99,12 @@ impl MoeEngine {
         })
     }
 
-    /// A layer of seeded random weights generated on the device: FP4 codes uniform over all 16
-    /// values, block scales chosen so that outputs stay near unit size, a random router, no
-    /// biases. Nothing of the size of the weights touches the host.
+    /// A layer of seeded random weights generated on the device (see
+    /// `MoeKernels::random_weights`), a random router and no biases. Nothing of the size of the
+    /// weights touches the host.
     pub fn random_layer(&self, stream: &Arc<CudaStream>, config: &MoeConfig, seed: u64) -> Result<MoeLayer> {
         config.validate()?;
         let (e, h, i) = (config.experts, config.hidden, config.intermediate);
-        let random_weights = |n: usize, k: usize, seed: u64| -> Result<DeviceWeights> {
-            let mut codes = stream.alloc_zeros::<u8>(e * n * k / 2).during("allocating weights")?;
-            let mut scales =
-                stream.alloc_zeros::<u8>(e * k / config.format.scale_block() * n).during("allocating scales")?;
-            self.kernels.fill(stream, &mut codes, seed, 0, 256)?;
-            // e2m1 codes have an RMS of about 2.9; a scale near 0.8 / (2.9 · sqrt(k)) keeps a
-            // dot product with unit inputs near unit size.
-            let target = 0.8 / (2.9 * (k as f32).sqrt());
-            let (lo, span) = match config.format {
-                Fp4Format::Mxfp4 => ((target.log2().round() as i32 + 127) as u8, 2),
-                Fp4Format::Nvfp4 => (crate::fp4::e4m3_encode_non_negative(target), 4),
-            };
-            self.kernels.fill(stream, &mut scales, seed ^ 0x5CA1E, lo, span)?;
-            let expert_scales = stream.clone_htod(&vec![1.0f32; e]).during("uploading expert scales")?;
-            DeviceWeights::from_parts(config.format, (e, n, k), codes, scales, expert_scales)
-        };
         let mut rng = crate::rng::SplitMix64::new(seed);
         let router: Vec<bf16> =
             (0..e * h).map(|_| bf16::from_f32(rng.uniform(-1.0, 1.0) / (h as f32).sqrt())).collect();
@@ -130,9 +113,9 @@ impl MoeEngine {
             config: config.clone(),
             router: stream.clone_htod(&router).during("uploading the router")?,
             router_bias: zeros(e)?,
-            gate_up: random_weights(2 * i, h, seed.wrapping_add(1))?,
+            gate_up: self.kernels.random_weights(stream, config.format, (e, 2 * i, h), seed.wrapping_add(1))?,
             gate_up_bias: zeros(e * 2 * i)?,
-            down: random_weights(h, i, seed.wrapping_add(2))?,
+            down: self.kernels.random_weights(stream, config.format, (e, h, i), seed.wrapping_add(2))?,
             down_bias: zeros(e * h)?,
         })
     }
