@@ -46,6 +46,30 @@ pub enum Error {
         /// The value.
         value: f32,
     },
+    /// A block or expert scale the kernels cannot use (NaN, negative where the format is
+    /// unsigned, or beyond the range the kernels' arithmetic covers), or weights whose
+    /// scale would be.
+    #[error("{buffer}[{index}] = {value} is not usable: {requirement}")]
+    Scale {
+        /// Which buffer (`"scales"`, `"expert_scales"`, or `"weights"` when quantizing).
+        buffer: &'static str,
+        /// Flat index of the scale (of the block, when quantizing).
+        index: usize,
+        /// The value, as stored (a byte in hex, or a number).
+        value: String,
+        /// What it must be.
+        requirement: &'static str,
+    },
+    /// A buffer or stream of another CUDA context than the handle's.
+    #[error("`{buffer}` belongs to the CUDA context of device {actual}, not the handle's (device {expected})")]
+    Context {
+        /// Which argument.
+        buffer: &'static str,
+        /// The handle's device ordinal.
+        expected: usize,
+        /// The argument's device ordinal.
+        actual: usize,
+    },
     /// No compiled variant of the tactic (or of any tactic) fits the shared-memory limit.
     #[error(
         "{what} needs {needed} bytes of shared memory per block but only {available} are available ({limit_source})"

@@ -6,10 +6,12 @@
 //! - e8m0: an unsigned power of two `2^(code - 127)`, NaN = 255.
 //!
 //! Encoders round to nearest, ties to the even code, and saturate to the largest finite value.
-//! [`quantize`] produces weights in the kernels' layout (see [`QuantizedWeights`]).
+//! [`quantize`] produces [`QuantizedWeights`] in the natural code order; uploading them packs
+//! the codes into the kernels' bit layout (`stagefit_kernels::packing`).
 
 use crate::error::{Error, Result};
 use crate::Fp4Format;
+use stagefit_kernels::packing::MX_SCALE_CODE_MAX;
 
 /// The value of each e2m1 code, indexed by code.
 pub const E2M1_VALUES: [f32; 16] =
@@ -85,7 +87,7 @@ pub fn e4m3_encode_non_negative(x: f32) -> u8 {
     nearest_ascending(e4m3_table(), x) as u8
 }
 
-/// FP4 weights for `groups` experts of `[n × k]` each, in the kernels' layout.
+/// FP4 weights for `groups` experts of `[n × k]` each, codes in the natural order.
 #[derive(Clone, Debug, PartialEq)]
 pub struct QuantizedWeights {
     /// The format.
@@ -133,6 +135,38 @@ impl QuantizedWeights {
     pub fn dequantize(&self) -> Vec<f32> {
         (0..self.groups).flat_map(|g| self.dequantize_group(g)).collect()
     }
+
+    /// Checks that the kernels can use every scale (see [`check_scales`]).
+    pub fn check_scales(&self) -> Result<()> {
+        check_scales(self.format, &self.scales, &self.expert_scales)
+    }
+}
+
+/// Checks block and expert scales: NVFP4 block scales must be non-negative e4m3 values (the
+/// format's scales are unsigned) and not NaN; MXFP4 block scales must be e8m0 codes no larger
+/// than [`MX_SCALE_CODE_MAX`] (2^33, beyond which the kernels' bf16 factor overflows) and not
+/// NaN; expert scales must be finite and non-negative.
+pub fn check_scales(format: Fp4Format, scales: &[u8], expert_scales: &[f32]) -> Result<()> {
+    let bad_byte = |byte: u8| match format {
+        Fp4Format::Nvfp4 if byte & 0x80 != 0 => Some("a non-negative e4m3 value (NVFP4 block scales are unsigned)"),
+        Fp4Format::Nvfp4 if byte == 0x7F => Some("a finite e4m3 value (0x7F is NaN)"),
+        Fp4Format::Mxfp4 if byte > MX_SCALE_CODE_MAX => {
+            Some("an e8m0 code of at most 160 (2^33), the largest scale the kernels' factor holds (255 is NaN)")
+        }
+        _ => None,
+    };
+    if let Some((index, requirement)) = scales.iter().enumerate().find_map(|(i, &b)| bad_byte(b).map(|r| (i, r))) {
+        return Err(Error::Scale { buffer: "scales", index, value: format!("{:#04x}", scales[index]), requirement });
+    }
+    if let Some(index) = expert_scales.iter().position(|s| !s.is_finite() || *s < 0.0) {
+        return Err(Error::Scale {
+            buffer: "expert_scales",
+            index,
+            value: expert_scales[index].to_string(),
+            requirement: "finite and non-negative",
+        });
+    }
+    Ok(())
 }
 
 /// Quantizes `weights` (`[groups][n][k]`, f32) to `format`.
@@ -174,6 +208,14 @@ pub fn quantize(format: Fp4Format, groups: usize, n: usize, k: usize, weights: &
                     Fp4Format::Mxfp4 => {
                         let exp = if amax > 0.0 { amax.log2().floor() as i32 - 2 } else { -127 };
                         let byte = (exp + 127).clamp(0, 254) as u8;
+                        if byte > MX_SCALE_CODE_MAX {
+                            return Err(Error::Scale {
+                                buffer: "weights",
+                                index: (g * n + row) * blocks + b,
+                                value: format!("block maximum {amax}"),
+                                requirement: "below 2^36, so that the block's e8m0 scale is at most 2^33",
+                            });
+                        }
                         (byte, e8m0_decode(byte))
                     }
                 };

@@ -3,7 +3,7 @@
 //! sees it.
 
 use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, OnceLock};
 
 use cudarc::driver::sys::CUfunction_attribute as FnAttr;
 use cudarc::driver::{
@@ -20,8 +20,10 @@ use crate::fp4::QuantizedWeights;
 use crate::heuristic::{prefer, ProblemShape};
 use crate::plan::{SmemLimit, StagePolicy, TacticPlan};
 use crate::{Arch, Fp4Format, GroupedGemmParams, SmemLayout, Tactic, MAX_GROUPS, TACTICS};
+use stagefit_kernels::packing::{pack_codes, unpack_codes};
 
-/// FP4 expert weights in device memory, in the kernels' layout (see [`QuantizedWeights`]).
+/// FP4 expert weights in device memory, in the kernels' layout: codes packed by
+/// [`pack_codes`], scales as in [`QuantizedWeights`].
 pub struct DeviceWeights {
     format: Fp4Format,
     groups: usize,
@@ -30,21 +32,33 @@ pub struct DeviceWeights {
     codes: CudaSlice<u8>,
     scales: CudaSlice<u8>,
     expert_scales: CudaSlice<f32>,
+    /// Set once [`DeviceWeights::check_scales`] has passed (or the scales came from the host
+    /// already checked).
+    scales_checked: OnceLock<()>,
 }
 
 impl DeviceWeights {
-    /// Copies quantized weights to the device, checking that they suit the kernels.
+    /// Copies quantized weights to the device, checking that they suit the kernels (shapes
+    /// and every scale) and packing the codes into the kernels' bit layout.
     pub fn upload(stream: &Arc<CudaStream>, w: &QuantizedWeights) -> Result<DeviceWeights> {
-        DeviceWeights::from_parts(
+        check_dims(w.groups, w.n, w.k)?;
+        w.check_scales()?;
+        let mut packed = w.codes.clone();
+        pack_codes(&mut packed);
+        let weights = DeviceWeights::from_parts(
             w.format,
             (w.groups, w.n, w.k),
-            stream.clone_htod(&w.codes).during("uploading weight codes")?,
+            stream.clone_htod(&packed).during("uploading weight codes")?,
             stream.clone_htod(&w.scales).during("uploading weight scales")?,
             stream.clone_htod(&w.expert_scales).during("uploading expert scales")?,
-        )
+        )?;
+        weights.scales_checked.get_or_init(|| ());
+        Ok(weights)
     }
 
-    /// Weights already in device memory, in the kernels' layout; the buffer lengths are checked.
+    /// Weights already in device memory, in the kernels' layout (codes packed by
+    /// [`pack_codes`]); the buffer lengths are checked here, the scales by
+    /// [`DeviceWeights::check_scales`] (which a [`GroupedGemm`] with input checks runs once).
     pub fn from_parts(
         format: Fp4Format,
         (groups, n, k): (usize, usize, usize),
@@ -63,20 +77,35 @@ impl DeviceWeights {
                 return Err(Error::BufferTooSmall { buffer, needed, actual });
             }
         }
-        Ok(DeviceWeights { format, groups, n, k, codes, scales, expert_scales })
+        Ok(DeviceWeights { format, groups, n, k, codes, scales, expert_scales, scales_checked: OnceLock::new() })
     }
 
-    /// Copies the weights back to the host.
+    /// Copies the weights back to the host, codes unpacked to the natural order.
     pub fn download(&self, stream: &Arc<CudaStream>) -> Result<QuantizedWeights> {
+        let mut codes = stream.clone_dtoh(&self.codes).during("downloading weight codes")?;
+        unpack_codes(&mut codes);
         Ok(QuantizedWeights {
             format: self.format,
             groups: self.groups,
             n: self.n,
             k: self.k,
-            codes: stream.clone_dtoh(&self.codes).during("downloading weight codes")?,
+            codes,
             scales: stream.clone_dtoh(&self.scales).during("downloading weight scales")?,
             expert_scales: stream.clone_dtoh(&self.expert_scales).during("downloading expert scales")?,
         })
+    }
+
+    /// Reads the block and expert scales back (once; later calls return at once) and checks
+    /// that the kernels can use them (see [`crate::fp4::check_scales`]).
+    pub fn check_scales(&self, stream: &Arc<CudaStream>) -> Result<()> {
+        if self.scales_checked.get().is_some() {
+            return Ok(());
+        }
+        let scales = stream.clone_dtoh(&self.scales).during("downloading weight scales")?;
+        let expert_scales = stream.clone_dtoh(&self.expert_scales).during("downloading expert scales")?;
+        crate::fp4::check_scales(self.format, &scales, &expert_scales)?;
+        self.scales_checked.get_or_init(|| ());
+        Ok(())
     }
 
     /// The weights' format.
@@ -192,6 +221,7 @@ pub struct GroupedGemm {
     limit: SmemLimit,
     policy: StagePolicy,
     tuned: Option<crate::tune::TuneCache>,
+    input_checks: bool,
     loaded: Mutex<HashMap<(Fp4Format, &'static str), Arc<LoadedTactic>>>,
 }
 
@@ -209,6 +239,7 @@ impl GroupedGemm {
             limit,
             policy: StagePolicy::RunTime,
             tuned: None,
+            input_checks: cfg!(debug_assertions),
             loaded: Mutex::new(HashMap::new()),
         })
     }
@@ -216,6 +247,16 @@ impl GroupedGemm {
     /// The same handle choosing STAGES by `policy` (the default is [`StagePolicy::RunTime`]).
     pub fn with_policy(mut self, policy: StagePolicy) -> GroupedGemm {
         self.policy = policy;
+        self
+    }
+
+    /// The same handle with input checks on or off (on by default in debug builds). With
+    /// them on, every call reads its group offsets back and checks them ([`check_offsets`]),
+    /// and each [`DeviceWeights`]' scales are read back and checked on their first call
+    /// ([`DeviceWeights::check_scales`]); the reads synchronize the stream. With them off, a
+    /// call trusts the device data: the kernel traps on offsets past `rows`.
+    pub fn with_input_checks(mut self, on: bool) -> GroupedGemm {
+        self.input_checks = on;
         self
     }
 
@@ -331,9 +372,34 @@ impl GroupedGemm {
         choice: TacticChoice<'_>,
     ) -> Result<Variant> {
         let problem = validate(&args)?;
+        self.check_contexts(stream, &args)?;
+        if self.input_checks {
+            args.weights.check_scales(stream)?;
+            let offsets = stream.clone_dtoh(args.offsets).during("reading the group offsets back")?;
+            check_offsets(&offsets, args.weights.groups, args.rows)?;
+        }
         let (variant, loaded) = self.select_loaded(args.weights.format, &problem, choice)?;
         self.launch(stream, args, &variant, &loaded)?;
         Ok(variant)
+    }
+
+    /// Refuses a stream or buffer of another CUDA context than the handle's.
+    fn check_contexts(&self, stream: &Arc<CudaStream>, args: &GroupedGemmArgs<'_>) -> Result<()> {
+        let w = args.weights;
+        for (buffer, ctx) in [
+            ("stream", stream.context()),
+            ("a", args.a.context()),
+            ("offsets", args.offsets.context()),
+            ("c", args.c.context()),
+            ("codes", w.codes.context()),
+            ("scales", w.scales.context()),
+            ("expert_scales", w.expert_scales.context()),
+        ] {
+            if **ctx != *self.ctx {
+                return Err(Error::Context { buffer, expected: self.ctx.ordinal(), actual: ctx.ordinal() });
+            }
+        }
+        Ok(())
     }
 
     /// Refuses a variant whose static plus dynamic shared memory exceeds the limit: the check

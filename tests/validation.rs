@@ -166,3 +166,37 @@ fn a_missing_or_malformed_tune_cache_is_refused() {
     assert!(!cache.fits(&device((12, 0)), 101376));
     assert!(!cache.fits(&device((12, 1)), 65536));
 }
+
+#[test]
+fn scales_the_kernels_cannot_use_are_refused() {
+    use stagefit::fp4::check_scales;
+    let scale_error = |format, scales: &[u8], expert: &[f32]| match check_scales(format, scales, expert) {
+        Err(Error::Scale { buffer, index, value, .. }) => (buffer, index, value),
+        other => panic!("expected a scale error for {format:?} {scales:?} {expert:?}, got {other:?}"),
+    };
+    // NVFP4 block scales are unsigned e4m3; 0x7F is NaN.
+    assert_eq!(scale_error(Fp4Format::Nvfp4, &[0x38, 0x80], &[1.0]), ("scales", 1, "0x80".to_string()));
+    assert_eq!(scale_error(Fp4Format::Nvfp4, &[0x7F], &[1.0]), ("scales", 0, "0x7f".to_string()));
+    assert!(check_scales(Fp4Format::Nvfp4, &[0x00, 0x01, 0x7E], &[1.0]).is_ok());
+    // MXFP4: at most code 160 (2^33); 255 is NaN.
+    assert_eq!(scale_error(Fp4Format::Mxfp4, &[127, 161], &[1.0]), ("scales", 1, "0xa1".to_string()));
+    assert_eq!(scale_error(Fp4Format::Mxfp4, &[255], &[1.0]), ("scales", 0, "0xff".to_string()));
+    assert!(check_scales(Fp4Format::Mxfp4, &[0, 127, 160], &[1.0]).is_ok());
+    // Expert scales: finite and non-negative.
+    assert_eq!(scale_error(Fp4Format::Nvfp4, &[0x38], &[1.0, f32::NAN]).0, "expert_scales");
+    assert_eq!(scale_error(Fp4Format::Nvfp4, &[0x38], &[-0.5]), ("expert_scales", 0, "-0.5".to_string()));
+}
+
+#[test]
+fn weights_beyond_the_mxfp4_scale_range_are_refused() {
+    use stagefit::fp4::quantize;
+    let mut w = vec![1.0f32; 2 * 64];
+    assert!(quantize(Fp4Format::Mxfp4, 1, 2, 64, &w).is_ok());
+    w[64 + 40] = 2f32.powi(36); // row 1, block 1
+    match quantize(Fp4Format::Mxfp4, 1, 2, 64, &w) {
+        Err(Error::Scale { buffer: "weights", index: 3, .. }) => {}
+        other => panic!("expected a scale error for block 3, got {other:?}"),
+    }
+    // NVFP4's per-expert scale absorbs any finite magnitude.
+    assert!(quantize(Fp4Format::Nvfp4, 1, 2, 64, &w).is_ok());
+}

@@ -255,23 +255,37 @@ impl MoeLayer {
 }
 
 impl MoeWorkspace {
-    /// Buffers for up to `max_tokens` tokens of layers shaped like `config`.
+    /// Buffers for up to `max_tokens` tokens of layers shaped like `config`. A `max_tokens`
+    /// whose routed rows (`max_tokens · top_k`) exceed the kernels' 32-bit row indices is
+    /// refused; one the device cannot hold comes back as the driver's out-of-memory error.
     pub fn new(stream: &Arc<CudaStream>, config: &MoeConfig, max_tokens: usize) -> Result<MoeWorkspace> {
         config.validate()?;
         let (t, e, k, h, i) = (max_tokens.max(1), config.experts, config.top_k, config.hidden, config.intermediate);
+        let too_many = |requirement| Error::Shape { what: "max_tokens", value: max_tokens, requirement };
+        let rows = t
+            .checked_mul(k)
+            .filter(|&rows| rows <= u32::MAX as usize)
+            .ok_or_else(|| too_many("max_tokens · top_k at most 2^32 - 1 (the kernels' row indices)"))?;
+        let rows_times = |width: usize| {
+            rows.checked_mul(width).ok_or_else(|| too_many("buffers of max_tokens · top_k rows that fit an address"))
+        };
+        let (hidden_elems, act_elems) = (rows_times(h)?, rows_times(i)?);
+        let gate_up_elems = act_elems
+            .checked_mul(2)
+            .ok_or_else(|| too_many("buffers of max_tokens · top_k rows that fit an address"))?;
         Ok(MoeWorkspace {
             max_tokens,
             logits: stream.alloc_zeros(t * e).during("allocating the workspace")?,
-            topk_ids: stream.alloc_zeros(t * k).during("allocating the workspace")?,
-            topk_w: stream.alloc_zeros(t * k).during("allocating the workspace")?,
+            topk_ids: stream.alloc_zeros(rows).during("allocating the workspace")?,
+            topk_w: stream.alloc_zeros(rows).during("allocating the workspace")?,
             counts: stream.alloc_zeros(e).during("allocating the workspace")?,
             offsets: stream.alloc_zeros(e + 1).during("allocating the workspace")?,
-            perm_src: stream.alloc_zeros(t * k).during("allocating the workspace")?,
-            perm_dst: stream.alloc_zeros(t * k).during("allocating the workspace")?,
-            a_perm: stream.alloc_zeros(t * k * h).during("allocating the workspace")?,
-            h1: stream.alloc_zeros(t * k * 2 * i).during("allocating the workspace")?,
-            a2: stream.alloc_zeros(t * k * i).during("allocating the workspace")?,
-            h2: stream.alloc_zeros(t * k * h).during("allocating the workspace")?,
+            perm_src: stream.alloc_zeros(rows).during("allocating the workspace")?,
+            perm_dst: stream.alloc_zeros(rows).during("allocating the workspace")?,
+            a_perm: stream.alloc_zeros(hidden_elems).during("allocating the workspace")?,
+            h1: stream.alloc_zeros(gate_up_elems).during("allocating the workspace")?,
+            a2: stream.alloc_zeros(act_elems).during("allocating the workspace")?,
+            h2: stream.alloc_zeros(hidden_elems).during("allocating the workspace")?,
         })
     }
 

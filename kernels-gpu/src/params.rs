@@ -4,7 +4,9 @@
 ///
 /// Pointers are device addresses (`CUdeviceptr`). Layouts:
 /// - `a`: bf16 `[offsets[groups], k]`, row-major; group `g` owns rows `offsets[g]..offsets[g+1]`;
-/// - `w`: u8 `[groups, n, k/2]`, two e2m1 codes per byte, low nibble = even K index;
+/// - `w`: u8 `[groups, n, k/2]`, e2m1 codes in 4-byte words packed by
+///   [`crate::packing::pack_word`] (unpacked, byte `j` of a word holds K-elements `2j` in
+///   its low nibble and `2j + 1`);
 /// - `w_scales`: u8 `[groups, k/block, n]` (block 16 e4m3 for NVFP4, 32 e8m0 for MXFP4):
 ///   scale-row major, so that one K-block's scales for consecutive `n` are contiguous;
 /// - `expert_scales`: f32 `[groups]` (NVFP4; ignored for MXFP4);

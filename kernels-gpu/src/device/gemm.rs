@@ -9,8 +9,8 @@
 //! A persistent grid walks the linear tile index space (see [`super::scheduler`]). For each
 //! tile, a ring of `STAGES` shared-memory buffers is filled with `cp.async` (rows, columns
 //! and K past the ends are zero-filled) while the warps consume the oldest full buffer:
-//! 16-byte `ld.shared` of A, 4-byte `ld.shared` of packed e2m1, dequantization to bf16 in
-//! registers, and `mma.sync` m16n8k16 with f32 accumulation.
+//! 16-byte `ld.shared` of A, 4-byte `ld.shared` of packed e2m1 (see [`crate::packing`]),
+//! dequantization to bf16 in registers, and `mma.sync` m16n8k16 with f32 accumulation.
 //!
 //! # K order inside a 32-element chunk
 //! The products of one K-chunk may be summed in any order, as long as A and W pair the same
@@ -19,11 +19,12 @@
 //! and one 16-byte load of A per row (words 2s and 2s+1 feed a0a1 and a4a5 of step s). Each
 //! pair of registers in an MMA step thus meets the same physical K indices.
 
-use super::fp4::{dequant_word, scale_x2};
+use super::fp4::{dequant_word, scale_factor_x2};
 use super::ptx::*;
 use super::scheduler::{build_tile_table, find_group, group_rows, total_tiles};
 use crate::format::{scale_block, NVFP4};
 use crate::layout::{a_chunk, w_chunk, SmemLayout, CHUNK_BYTES, MAX_GROUPS};
+use crate::packing::{f32_pow2, ACCUMULATOR_SHIFT};
 use crate::params::GroupedGemmParams;
 use crate::tactics::TileShape;
 use core::arch::nvptx::{_block_idx_x, _grid_dim_x, _thread_idx_x, trap};
@@ -330,28 +331,44 @@ unsafe fn compute_stage<
             a[mt][1] = ld_shared_v4(a_base + ((mt * 16 + 8) * BK * 2) as u32);
             mt += 1;
         }
-        // W: one u32 (8 codes, physical K 8t..8t+8) per 8-column MMA tile, dequantized just
-        // before its two MMA steps of 16 K so that only one tile's B fragments are live.
+        // A fragments of both MMA steps, built once per chunk and reused by every column tile.
+        let mut frag_a = [[[0u32; 4]; 2]; MMA_M];
+        let mut mt = 0;
+        while mt < MMA_M {
+            let mut step = 0;
+            while step < 2 {
+                frag_a[mt][step] =
+                    [a[mt][0][2 * step], a[mt][1][2 * step], a[mt][0][2 * step + 1], a[mt][1][2 * step + 1]];
+                step += 1;
+            }
+            mt += 1;
+        }
+        // W: one packed u32 (8 codes, physical K 8t..8t+8) per 8-column MMA tile, all
+        // dequantized first so that each A fragment stays in place for every column tile.
         let w_base = w_smem + (w_row0 * (BK / 2) + w_chunk(BK, w_row0, chunk) * CHUNK_BYTES + 4 * quad_lane) as u32;
         let scale_row = if FMT == NVFP4 { chunk * 2 + quad_lane / 2 } else { chunk };
         let s_base = s_smem + (scale_row * bn + w_row0) as u32;
+        let mut b = [[0u32; 4]; MMA_N];
         let mut nt = 0;
         while nt < MMA_N {
             let word = ld_shared_u32(w_base + (nt * 8 * (BK / 2)) as u32);
             let scale = ld_shared_u8(s_base + (nt * 8) as u32);
-            let b = dequant_word(word, scale_x2::<FMT>(scale));
-            let mut step = 0;
-            while step < 2 {
-                let mut mt = 0;
-                while mt < MMA_M {
-                    let frag_a =
-                        [a[mt][0][2 * step], a[mt][1][2 * step], a[mt][0][2 * step + 1], a[mt][1][2 * step + 1]];
-                    acc[mt][nt] = mma_bf16_m16n8k16(acc[mt][nt], frag_a, [b[2 * step], b[2 * step + 1]]);
-                    mt += 1;
-                }
-                step += 1;
-            }
+            b[nt] = dequant_word(word, scale_factor_x2::<FMT>(scale));
             nt += 1;
+        }
+        let mut step = 0;
+        while step < 2 {
+            let mut mt = 0;
+            while mt < MMA_M {
+                let mut nt = 0;
+                while nt < MMA_N {
+                    acc[mt][nt] =
+                        mma_bf16_m16n8k16(acc[mt][nt], frag_a[mt][step], [b[nt][2 * step], b[nt][2 * step + 1]]);
+                    nt += 1;
+                }
+                mt += 1;
+            }
+            step += 1;
         }
         chunk += 1;
     }
@@ -370,8 +387,12 @@ unsafe fn epilogue<const FMT: u32, const WARPS_N: usize, const MMA_M: usize, con
     let (warp, lane) = (tid / 32, tid % 32);
     let (warp_m, warp_n) = (warp / WARPS_N, warp % WARPS_N);
     let (group_id, quad_lane) = (lane / 4, lane % 4);
+    // The operands carried 2^-ACCUMULATOR_SHIFT (see `crate::packing`); NVFP4 adds its
+    // per-expert scale.
+    let unshift = f32_pow2(ACCUMULATOR_SHIFT);
     let expert_scale =
         if FMT == NVFP4 { f32::from_bits(ld_global_nc_u32(p.expert_scales + 4 * job.group as u64)) } else { 1.0 };
+    let output = |x: f32| x * unshift * expert_scale;
     let mut mt = 0;
     while mt < MMA_M {
         let row = warp_m * MMA_M * 16 + mt * 16 + group_id;
@@ -382,11 +403,11 @@ unsafe fn epilogue<const FMT: u32, const WARPS_N: usize, const MMA_M: usize, con
             if col < n {
                 if row < job.rows {
                     let addr = p.c + 2 * ((job.row0 + row) * n + col) as u64;
-                    st_global_u32(addr, pack_bf16x2(d[0] * expert_scale, d[1] * expert_scale));
+                    st_global_u32(addr, pack_bf16x2(output(d[0]), output(d[1])));
                 }
                 if row + 8 < job.rows {
                     let addr = p.c + 2 * ((job.row0 + row + 8) * n + col) as u64;
-                    st_global_u32(addr, pack_bf16x2(d[2] * expert_scale, d[3] * expert_scale));
+                    st_global_u32(addr, pack_bf16x2(output(d[2]), output(d[3])));
                 }
             }
             nt += 1;

@@ -151,15 +151,6 @@ pub fn shfl_up(v: u32, delta: u32) -> u32 {
     r
 }
 
-/// `prmt.b32 d, a, b, sel`: picks four bytes of the eight in `{b, a}`.
-#[inline(always)]
-pub fn prmt(a: u32, b: u32, sel: u32) -> u32 {
-    let r: u32;
-    // SAFETY: register-only arithmetic.
-    unsafe { asm!("prmt.b32 {0}, {1}, {2}, {3};", out(reg32) r, in(reg32) a, in(reg32) b, in(reg32) sel) };
-    r
-}
-
 /// `fma.rn.bf16x2`: `a·b + c` on two bf16 lanes (sm_80+).
 #[inline(always)]
 pub fn fma_bf16x2(a: u32, b: u32, c: u32) -> u32 {

@@ -1,0 +1,143 @@
+//! The bit layout of packed e2m1 codes in device memory, and the scale arithmetic that turns
+//! them into exact bf16 operands in few instructions.
+//!
+//! # Codes
+//! Host buffers hold codes in the natural order: byte `j` of a 4-byte word holds K-elements
+//! `2j` (low nibble) and `2j + 1`. The kernels take one such word per thread and need its
+//! four element pairs as bf16x2 values. A pair is cheap to decode when its two codes already
+//! sit on the bits of the *template* [`PAIR_TEMPLATE`]: code bits `m e0 e1` on bf16 bits
+//! 6..8 and the sign on bit 15, for the low half, and the same 16 bits higher for the high
+//! half. That bf16 is the e2m1 value times 2^-126 (the e = 0 code 0.5 lands on a subnormal,
+//! as it must). [`pack_word`] moves the 32 bits of a natural word so that pair `p` comes out
+//! of a rotation and a mask ([`PAIR_SOURCES`]); pairs 0-2 need one rotation each, pair 3 two
+//! (no four rotations of the template tile 32 bits). [`unpack_word`] is its inverse.
+//!
+//! # Scales
+//! The kernels multiply the template value by `scale · 2^(126 - ACCUMULATOR_SHIFT)` in one
+//! bf16x2 multiply, so the MMA operand is `value · scale · 2^-ACCUMULATOR_SHIFT`, exact (at
+//! most 6 significant bits, well inside bf16's normal range), and the epilogue multiplies
+//! the f32 accumulators by `2^ACCUMULATOR_SHIFT`. An e8m0 code `E` turns into that factor by
+//! one integer multiply, which overflows bf16 above [`MX_SCALE_CODE_MAX`]: the host refuses
+//! such codes (see `stagefit::Error::Scale`). Below scale 2^-93 the operands become bf16
+//! subnormals, and a product `a · w` below 2^-94 in magnitude (an f32 subnormal once
+//! shifted) may be flushed to zero by the tensor cores: absolute errors far below any bf16
+//! output's rounding.
+
+/// Bits of one bf16x2 that hold two e2m1 codes as "value · 2^-126": mantissa, exponent and
+/// sign bits of both halves.
+pub const PAIR_TEMPLATE: u32 = 0x81C0_81C0;
+
+/// The template bits that code bits 0 (m), 1 (e0), 2 (e1) and 3 (sign) of a low-half code
+/// land on; a high-half code lands 16 bits higher.
+pub const CODE_BIT_TO_TEMPLATE_BIT: [u32; 4] = [6, 7, 8, 15];
+
+/// How pair `p` is read from a packed word: `(word.rotate_left(r) & mask)` OR-ed over the
+/// two `(r, mask)` entries, whose masks split [`PAIR_TEMPLATE`].
+pub const PAIR_SOURCES: [[(u32, u32); 2]; 4] = [
+    [(0, PAIR_TEMPLATE), (0, 0)],
+    [(4, PAIR_TEMPLATE), (4, 0)],
+    [(10, PAIR_TEMPLATE), (10, 0)],
+    [(6, 0x0040_0040), (14, PAIR_TEMPLATE & !0x0040_0040)],
+];
+
+/// Pair `pair` (K-elements `2·pair`, `2·pair + 1`) of a packed word, on the template's bits.
+#[inline(always)]
+pub const fn template_pair(word: u32, pair: usize) -> u32 {
+    let [(r0, m0), (r1, m1)] = PAIR_SOURCES[pair];
+    (word.rotate_left(r0) & m0) | (word.rotate_left(r1) & m1)
+}
+
+/// The rotation that brings template bit `bit` of pair `pair` into place.
+const fn rotation(pair: usize, bit: u32) -> u32 {
+    let [(r0, m0), (r1, _)] = PAIR_SOURCES[pair];
+    if m0 & (1 << bit) != 0 {
+        r0
+    } else {
+        r1
+    }
+}
+
+/// `PACKED_BIT[b]`: where bit `b` of a natural word goes in the packed word.
+const PACKED_BIT: [u32; 32] = {
+    let mut table = [0u32; 32];
+    let mut b = 0;
+    while b < 32 {
+        let (element, code_bit) = (b / 4, b % 4);
+        let (pair, half) = (element / 2, element % 2);
+        let template_bit = CODE_BIT_TO_TEMPLATE_BIT[code_bit] + 16 * half as u32;
+        table[b] = (template_bit + 32 - rotation(pair, template_bit)) % 32;
+        b += 1;
+    }
+    table
+};
+
+// The packing is a bit permutation: every packed bit has exactly one source.
+const _: () = {
+    let mut seen = 0u32;
+    let mut b = 0;
+    while b < 32 {
+        assert!(seen & (1 << PACKED_BIT[b]) == 0, "two natural bits share a packed bit");
+        seen |= 1 << PACKED_BIT[b];
+        b += 1;
+    }
+};
+
+/// A natural word (8 codes, element `i` in bits `4i..4i+4`) in the kernels' packed layout.
+pub const fn pack_word(natural: u32) -> u32 {
+    let mut packed = 0;
+    let mut b = 0;
+    while b < 32 {
+        packed |= ((natural >> b) & 1) << PACKED_BIT[b];
+        b += 1;
+    }
+    packed
+}
+
+/// The natural word of a packed one (the inverse of [`pack_word`]).
+pub const fn unpack_word(packed: u32) -> u32 {
+    let mut natural = 0;
+    let mut b = 0;
+    while b < 32 {
+        natural |= ((packed >> PACKED_BIT[b]) & 1) << b;
+        b += 1;
+    }
+    natural
+}
+
+/// Packs natural codes in place, word by word (`codes.len()` must be a multiple of 4, as
+/// every row of `K / 2` bytes is for `K % 32 == 0`).
+pub fn pack_codes(codes: &mut [u8]) {
+    map_words(codes, pack_word);
+}
+
+/// Unpacks packed codes in place (the inverse of [`pack_codes`]).
+pub fn unpack_codes(codes: &mut [u8]) {
+    map_words(codes, unpack_word);
+}
+
+fn map_words(codes: &mut [u8], f: fn(u32) -> u32) {
+    for word in codes.chunks_exact_mut(4) {
+        let mapped = f(u32::from_le_bytes([word[0], word[1], word[2], word[3]]));
+        word.copy_from_slice(&mapped.to_le_bytes());
+    }
+}
+
+/// The kernels accumulate `A · W · 2^-ACCUMULATOR_SHIFT` and scale by `2^ACCUMULATOR_SHIFT`
+/// in the epilogue (see the module docs).
+pub const ACCUMULATOR_SHIFT: i32 = 32;
+
+/// The exponent of the factor each block scale is turned into: `scale · 2^SCALE_FACTOR_EXP`.
+pub const SCALE_FACTOR_EXP: i32 = 126 - ACCUMULATOR_SHIFT;
+
+/// Largest e8m0 scale code the kernels take: its factor's bf16 exponent field is 254.
+pub const MX_SCALE_CODE_MAX: u8 = (254 - SCALE_FACTOR_EXP) as u8;
+
+/// The bf16 bits of `2^exp` (`-126 <= exp <= 127`).
+pub const fn bf16_pow2(exp: i32) -> u32 {
+    ((exp + 127) as u32) << 7
+}
+
+/// The f32 value `2^exp` (`-126 <= exp <= 127`).
+pub const fn f32_pow2(exp: i32) -> f32 {
+    f32::from_bits(((exp + 127) as u32) << 23)
+}

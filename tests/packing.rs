@@ -1,0 +1,118 @@
+//! The packed code layout and the scale arithmetic of `stagefit_kernels::packing`, on the CPU:
+//! packing is a bijection, each pair comes out of its rotations on the template's bits, and
+//! the kernels' bf16 arithmetic (emulated exactly in f32) gives `value · scale · 2^-shift`
+//! for every code and every scale the host accepts.
+
+use stagefit::fp4::{check_scales, e2m1_decode, e4m3_decode, e8m0_decode};
+use stagefit::rng::SplitMix64;
+use stagefit::Fp4Format;
+use stagefit_kernels::packing::*;
+
+/// The template bits of one code in the low half.
+fn template_of(code: u32) -> u32 {
+    let mut bits = 0;
+    for (code_bit, template_bit) in CODE_BIT_TO_TEMPLATE_BIT.iter().enumerate() {
+        bits |= ((code >> code_bit) & 1) << template_bit;
+    }
+    bits
+}
+
+fn random_words(count: usize) -> Vec<u32> {
+    let mut rng = SplitMix64::new(11);
+    let mut words: Vec<u32> = (0..count).map(|_| rng.next_u64() as u32).collect();
+    words.extend((0..32).map(|b| 1u32 << b));
+    words.extend([0, u32::MAX]);
+    words
+}
+
+#[test]
+fn packing_is_a_bijection() {
+    for natural in random_words(100_000) {
+        assert_eq!(unpack_word(pack_word(natural)), natural, "{natural:#010x}");
+        assert_eq!(pack_word(unpack_word(natural)), natural, "{natural:#010x}");
+    }
+    let mut bytes: Vec<u8> = (0..64u32).map(|i| (i * 37 + 5) as u8).collect();
+    let original = bytes.clone();
+    pack_codes(&mut bytes);
+    assert_ne!(bytes, original);
+    unpack_codes(&mut bytes);
+    assert_eq!(bytes, original);
+}
+
+#[test]
+fn each_pair_comes_out_on_the_template() {
+    for natural in random_words(100_000) {
+        let packed = pack_word(natural);
+        for pair in 0..4 {
+            let even = (natural >> (8 * pair)) & 0xF;
+            let odd = (natural >> (8 * pair + 4)) & 0xF;
+            let expected = template_of(even) | (template_of(odd) << 16);
+            assert_eq!(template_pair(packed, pair), expected, "word {natural:#010x} pair {pair}");
+        }
+    }
+}
+
+/// The f32 value of a bf16 bit pattern (bf16 and f32 share the exponent range, so bf16
+/// subnormals are exact f32 subnormals).
+fn bf16_value(bits: u32) -> f32 {
+    f32::from_bits(bits << 16)
+}
+
+/// Asserts that an f32 is a bf16 value.
+fn exact_bf16(x: f32) -> f32 {
+    assert_eq!(x.to_bits() & 0xFFFF, 0, "{x:e} is not exact in bf16");
+    x
+}
+
+/// Rounds a product, computed exactly in f64, to bf16 (nearest, ties to even) as the
+/// kernels' `fma.rn.bf16x2` does.
+fn round_bf16(x: f64) -> f32 {
+    let bits = (x as f32).to_bits();
+    f32::from_bits((bits + 0x7FFF + ((bits >> 16) & 1)) & 0xFFFF_0000)
+}
+
+/// The kernels' factor for a block-scale byte, emulated: NVFP4 reads `byte << 4` as bf16 and
+/// multiplies twice by `2^((SCALE_FACTOR_EXP + 120) / 2)`; MXFP4 writes the exponent field.
+fn factor(format: Fp4Format, byte: u8) -> f32 {
+    match format {
+        Fp4Format::Nvfp4 => {
+            let step = bf16_value(bf16_pow2((SCALE_FACTOR_EXP + 120) / 2));
+            let scaled_down = bf16_value((byte as u32) << 4);
+            exact_bf16(exact_bf16(scaled_down * step) * step)
+        }
+        Fp4Format::Mxfp4 => bf16_value((byte as u32 + SCALE_FACTOR_EXP as u32) << 7),
+    }
+}
+
+#[test]
+fn every_accepted_scale_gives_exact_operands() {
+    let shift = f32_pow2(-ACCUMULATOR_SHIFT);
+    for format in Fp4Format::ALL {
+        let mut accepted = 0;
+        for byte in 0..=255u8 {
+            if check_scales(format, &[byte], &[1.0]).is_err() {
+                continue;
+            }
+            accepted += 1;
+            let scale = match format {
+                Fp4Format::Nvfp4 => e4m3_decode(byte),
+                Fp4Format::Mxfp4 => e8m0_decode(byte),
+            };
+            let factor = factor(format, byte);
+            for code in 0..16u32 {
+                let template = bf16_value(template_of(code));
+                let operand = round_bf16(template as f64 * factor as f64);
+                let expected = e2m1_decode(code as u8) * scale * shift;
+                // Operands below 2^-126 (scales below 2^-93) are bf16 subnormals: within half
+                // of their spacing, 2^-134. Everything else is exact.
+                let tolerance = if expected.abs() < f32_pow2(-126) { 2f32.powi(-134) } else { 0.0 };
+                assert!(
+                    (operand - expected).abs() <= tolerance,
+                    "{format:?} scale byte {byte:#04x} code {code}: {operand:e} vs {expected:e}"
+                );
+            }
+        }
+        // NVFP4: the 127 non-negative finite e4m3 values; MXFP4: codes 0..=160.
+        assert_eq!(accepted, if format == Fp4Format::Nvfp4 { 127 } else { MX_SCALE_CODE_MAX as usize + 1 });
+    }
+}
