@@ -6,9 +6,7 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex, OnceLock};
 
 use cudarc::driver::sys::CUfunction_attribute as FnAttr;
-use cudarc::driver::{
-    CudaContext, CudaFunction, CudaSlice, CudaStream, DevicePtr, DevicePtrMut, DeviceRepr, LaunchConfig, PushKernelArg,
-};
+use cudarc::driver::{CudaContext, CudaFunction, CudaSlice, CudaStream, DevicePtr, DevicePtrMut, LaunchConfig};
 use cudarc::nvrtc::Ptx;
 use half::bf16;
 use serde::Serialize;
@@ -143,7 +141,8 @@ fn check_dims(groups: usize, n: usize, k: usize) -> Result<()> {
 /// How to pick the kernel variant for a call.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum TacticChoice<'a> {
-    /// The heuristic's preferred tactic, at the deepest STAGES that fits.
+    /// The tuned choice where the handle has a tune cache entry for the problem, else the
+    /// heuristic's preferred tactic and STAGES (capped by what fits).
     Auto,
     /// This tactic, at the deepest STAGES that fits.
     Tactic(&'a str),
@@ -193,12 +192,6 @@ pub struct GroupedGemmArgs<'a> {
     pub c: &'a mut CudaSlice<bf16>,
 }
 
-/// The kernel parameter block, marked as passable by value.
-#[repr(transparent)]
-struct KernelParams(GroupedGemmParams);
-// SAFETY: `GroupedGemmParams` is `#[repr(C)]`, `Copy`, and holds only integers.
-unsafe impl DeviceRepr for KernelParams {}
-
 struct LoadedKernel {
     function: CudaFunction,
     static_smem_bytes: usize,
@@ -220,6 +213,8 @@ pub struct GroupedGemm {
     arch: Arch,
     limit: SmemLimit,
     policy: StagePolicy,
+    /// Every tactic's STAGES under `limit` and `policy`, worked out once.
+    plans: Vec<TacticPlan>,
     tuned: Option<crate::tune::TuneCache>,
     input_checks: bool,
     loaded: Mutex<HashMap<(Fp4Format, &'static str), Arc<LoadedTactic>>>,
@@ -238,6 +233,7 @@ impl GroupedGemm {
             arch,
             limit,
             policy: StagePolicy::RunTime,
+            plans: StagePolicy::RunTime.plan_all(limit.bytes()),
             tuned: None,
             input_checks: cfg!(debug_assertions),
             loaded: Mutex::new(HashMap::new()),
@@ -247,6 +243,7 @@ impl GroupedGemm {
     /// The same handle choosing STAGES by `policy` (the default is [`StagePolicy::RunTime`]).
     pub fn with_policy(mut self, policy: StagePolicy) -> GroupedGemm {
         self.policy = policy;
+        self.plans = policy.plan_all(self.limit.bytes());
         self
     }
 
@@ -286,14 +283,19 @@ impl GroupedGemm {
         self.arch
     }
 
+    /// Kernel modules loaded so far (one per (format, tactic) used: loading is lazy).
+    pub fn loaded_modules(&self) -> usize {
+        self.loaded.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).len()
+    }
+
     /// The shared-memory limit in force.
     pub fn limit(&self) -> SmemLimit {
         self.limit
     }
 
     /// Every tactic's STAGES under this handle's limit and policy.
-    pub fn plan(&self) -> Vec<TacticPlan> {
-        self.policy.plan_all(self.limit.bytes())
+    pub fn plan(&self) -> &[TacticPlan] {
+        &self.plans
     }
 
     /// The variant a call with `format` and `problem` would run.
@@ -321,8 +323,7 @@ impl GroupedGemm {
         }
         let (tactic, forced_stages) = match choice {
             TacticChoice::Auto => {
-                let plans = self.plan();
-                let Some(best) = prefer(&plans, problem, self.device.sm_count) else {
+                let Some(best) = prefer(&self.plans, problem, self.device.sm_count) else {
                     let needed =
                         TACTICS.iter().map(|t| SmemLayout::new(t.tile, t.stages[0]).total_bytes).min().unwrap_or(0);
                     return Err(self.too_large("every tactic".into(), needed));
@@ -443,7 +444,7 @@ impl GroupedGemm {
         let (w_scales, _s_sync) = weights.scales.device_ptr(stream);
         let (expert_scales, _e_sync) = weights.expert_scales.device_ptr(stream);
         let (c, _c_sync) = args.c.device_ptr_mut(stream);
-        let params = KernelParams(GroupedGemmParams {
+        let mut params = GroupedGemmParams {
             a,
             w,
             w_scales,
@@ -454,15 +455,27 @@ impl GroupedGemm {
             k: weights.k as u32,
             groups: weights.groups as u32,
             rows: args.rows as u32,
-        });
-        let mut launch = stream.launch_builder(&kernel.function);
-        launch.arg(&params);
-        // SAFETY: the kernel's only parameter is `GroupedGemmParams`, passed by value; every
-        // pointer in it is a live device allocation of this context whose size `validate`
+        };
+        self.ctx.bind_to_thread().during("binding the context")?;
+        let mut kernel_args = [(&mut params as *mut GroupedGemmParams).cast::<std::ffi::c_void>()];
+        // SAFETY: the kernel's only parameter is `GroupedGemmParams`, passed by value through
+        // the one pointer in `kernel_args`, which outlives the call; every pointer in it is a
+        // live device allocation of this context (`check_contexts`) whose size `validate`
         // checked against the shapes (the kernel itself traps if `offsets` exceed `rows`);
         // the block size is the tactic's, and the dynamic shared memory is the variant's exact
         // layout size, which `check_fits` held to the limit and the function attribute allows.
-        unsafe { launch.launch(cfg) }.during("launching the grouped GEMM")?;
+        // The launch goes straight to the driver, so the call path allocates nothing.
+        unsafe {
+            cudarc::driver::result::launch_kernel(
+                kernel.function.cu_function(),
+                cfg.grid_dim,
+                cfg.block_dim,
+                cfg.shared_mem_bytes,
+                stream.cu_stream(),
+                &mut kernel_args,
+            )
+        }
+        .during("launching the grouped GEMM")?;
         Ok(())
     }
 

@@ -1,11 +1,12 @@
 //! Preference: which runnable tactic, at which STAGES, to use for a problem.
 //!
-//! [`crate::plan`] says what fits; this module ranks what fits. The model is deliberately
-//! simple: the tactic whose tiles waste the fewest rows and columns per wave of one block per
-//! multiprocessor (decode has few rows per expert, prefill many), at its shallowest STAGES.
-//! Fitting is the planner's job (the deepest STAGES that fits is what a launch may use); as a
-//! preference, the shallowest ring was the fastest in 44 of 48 problems tuned on an H100
-//! (`docs/perf-notes.md`). `stagefit tune` measures instead of modelling.
+//! [`crate::plan`] says what fits; this module ranks what fits. The choice goes by the mean
+//! rows per active group (decode has a few rows per expert, prefill many) through
+//! [`PREFERENCES`], a table fitted to `stagefit tune` on an H100 (every variant of 56 MoE
+//! problems, `results/`): the table's pick is within 10% of the fastest variant on all of
+//! them. Its STAGES is a preference capped by what fits. Where the table's tactic does not fit
+//! the limit at all, a cost model ranks the tactics that do: the fewest wasted rows and
+//! columns per wave of one block per multiprocessor, at the shallowest STAGES.
 
 use crate::plan::TacticPlan;
 use crate::Tactic;
@@ -31,6 +32,28 @@ impl ProblemShape {
     }
 }
 
+/// One row of the preference table: problems with at most `max_rows_per_group` rows per
+/// active group prefer `tactic` at `stages`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Preference {
+    /// Upper bound (inclusive) of [`ProblemShape::rows_per_active_group`].
+    pub max_rows_per_group: usize,
+    /// The tactic's name.
+    pub tactic: &'static str,
+    /// Its preferred STAGES (fewer where the limit allows fewer).
+    pub stages: usize,
+}
+
+/// The preference table, by rising rows per group: few rows want small tiles with a deep
+/// ring (more tiles to spread over the multiprocessors, more bytes in flight per tile), many
+/// want large tiles (operand reuse) with a shallow one.
+pub const PREFERENCES: [Preference; 4] = [
+    Preference { max_rows_per_group: 2, tactic: "m16n64k128w1x4", stages: 6 },
+    Preference { max_rows_per_group: 8, tactic: "m16n128k128w1x4", stages: 6 },
+    Preference { max_rows_per_group: 128, tactic: "m32n128k128w1x4", stages: 2 },
+    Preference { max_rows_per_group: usize::MAX, tactic: "m128n256k64w2x4", stages: 2 },
+];
+
 /// Estimated cost of running `tactic` on `problem`; lower is better.
 fn estimated_cost(tactic: &Tactic, problem: &ProblemShape, sms: usize) -> f64 {
     let tile = tactic.tile;
@@ -47,12 +70,23 @@ fn estimated_cost(tactic: &Tactic, problem: &ProblemShape, sms: usize) -> f64 {
     waves * per_tile * k_waste
 }
 
-/// The preferred runnable tactic for `problem`, at its shallowest compiled STAGES, or `None`
-/// if nothing is runnable.
+/// The preferred runnable tactic for `problem` and its STAGES, or `None` if nothing is
+/// runnable: the [`PREFERENCES`] row of the problem where its tactic fits (at the row's
+/// STAGES or the deepest below it that fits), otherwise the cheapest runnable tactic by the
+/// cost model at its shallowest STAGES.
 pub fn prefer(plans: &[TacticPlan], problem: &ProblemShape, sms: usize) -> Option<TacticPlan> {
-    plans
-        .iter()
-        .filter(|p| p.runnable())
-        .map(|p| TacticPlan { tactic: p.tactic, stages: Some(p.tactic.stages[0]) })
-        .min_by(|a, b| estimated_cost(a.tactic, problem, sms).total_cmp(&estimated_cost(b.tactic, problem, sms)))
+    let rows = problem.rows_per_active_group();
+    let row = PREFERENCES.iter().find(|p| rows <= p.max_rows_per_group)?;
+    let preferred = plans.iter().find(|p| p.tactic.name == row.tactic).and_then(|p| {
+        let deepest = p.stages?;
+        let stages = p.tactic.stages.iter().copied().filter(|&s| s <= deepest.min(row.stages)).max()?;
+        Some(TacticPlan { tactic: p.tactic, stages: Some(stages) })
+    });
+    preferred.or_else(|| {
+        plans
+            .iter()
+            .filter(|p| p.runnable())
+            .map(|p| TacticPlan { tactic: p.tactic, stages: Some(p.tactic.stages[0]) })
+            .min_by(|a, b| estimated_cost(a.tactic, problem, sms).total_cmp(&estimated_cost(b.tactic, problem, sms)))
+    })
 }

@@ -14,7 +14,8 @@
 //! - [`fp4`]: FP4 codecs and quantization; [`reference`]: the CPU reference;
 //! - [`device`]: device limits read from the driver; [`bench`]: `stagefit bench`;
 //!   [`tune`]: `stagefit tune` and the tuned-choice cache dispatch uses; [`selftest`]: random
-//!   cases against the CPU reference (`stagefit selftest`);
+//!   cases against the CPU reference (`stagefit selftest`); [`overhead`]: the host cost of a
+//!   call, cold and steady, eager and in a CUDA graph (`stagefit overhead`);
 //! - [`moe`]: MoE layers (router, permutation, activation, combine) around the grouped GEMM.
 
 pub mod bench;
@@ -25,6 +26,7 @@ pub mod fp4;
 pub mod gemm;
 pub mod heuristic;
 pub mod moe;
+pub mod overhead;
 pub mod plan;
 pub mod reference;
 pub mod rng;

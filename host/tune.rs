@@ -47,6 +47,20 @@ pub struct TuneEntry {
     pub heuristic: String,
     /// The heuristic's median time, microseconds.
     pub heuristic_us: f64,
+    /// Every runnable variant's median time (the data the heuristic is fitted to).
+    #[serde(default)]
+    pub timings: Vec<VariantTiming>,
+}
+
+/// One variant's median time on a tuned problem.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct VariantTiming {
+    /// Tactic name.
+    pub tactic: String,
+    /// STAGES.
+    pub stages: usize,
+    /// Median time, microseconds.
+    pub us: f64,
 }
 
 /// Tuned choices for one device and shared-memory limit.
@@ -150,9 +164,11 @@ pub fn tune_problem(
     };
     let (heuristic, heuristic_stages, heuristic_us) = time(TacticChoice::Auto)?;
     let mut best = (heuristic.clone(), heuristic_stages, heuristic_us);
+    let mut timings = Vec::new();
     for plan in gemm.plan().iter().filter(|p| p.runnable()) {
         for &stages in plan.tactic.stages.iter().filter(|&&s| s <= plan.stages.unwrap_or(0)) {
             let t = time(TacticChoice::Variant { tactic: plan.tactic.name, stages })?;
+            timings.push(VariantTiming { tactic: t.0.clone(), stages: t.1, us: t.2 });
             if t.2 < best.2 {
                 best = t;
             }
@@ -169,5 +185,6 @@ pub fn tune_problem(
         time_us: best.2,
         heuristic: format!("{heuristic} S={heuristic_stages}"),
         heuristic_us,
+        timings,
     })
 }

@@ -3,7 +3,7 @@
 //! The expected numbers were worked out by hand from the layout (tile table 1152 bytes; per
 //! stage A = BM·BK·2, W = BN·BK/2, S = BK/16·BN, each rounded up to 128).
 
-use stagefit::heuristic::{prefer, ProblemShape};
+use stagefit::heuristic::{prefer, ProblemShape, PREFERENCES};
 use stagefit::plan::{deepest_fitting, family_max_policy_fits, plan_all, SmemLimit};
 use stagefit::{SmemLayout, TACTICS};
 
@@ -96,14 +96,33 @@ fn the_heuristic_picks_small_tiles_for_decode_and_large_for_prefill() {
     let p = prefer(&plans, &prefill, 132).unwrap();
     assert_eq!(d.tactic.tile.bm(), 16, "decode picked {}", d.tactic.name);
     assert_eq!(p.tactic.tile.bm(), 128, "prefill picked {}", p.tactic.name);
-    // The shallowest ring, which fits wherever the tactic is runnable.
+    // Every limit: the choice fits, and is the table's tactic wherever that tactic fits.
     for limit in LIMITS {
         let plans = plan_all(limit);
-        if let Some(choice) = prefer(&plans, &decode, 132) {
-            assert_eq!(choice.stages, Some(2));
-            assert!(choice.smem_bytes().unwrap() <= limit);
+        for rows in [1, 4, 32, 256, 4096, 32768] {
+            let problem = ProblemShape { rows, ..decode };
+            let Some(choice) = prefer(&plans, &problem, 132) else { continue };
+            assert!(choice.smem_bytes().unwrap() <= limit, "{limit}: {} does not fit", choice.tactic.name);
+            let row = PREFERENCES.iter().find(|p| problem.rows_per_active_group() <= p.max_rows_per_group).unwrap();
+            let table_tactic_fits = plans.iter().any(|p| p.tactic.name == row.tactic && p.runnable());
+            assert_eq!(choice.tactic.name == row.tactic, table_tactic_fits, "{limit}, {rows} rows");
+            if table_tactic_fits {
+                assert!(choice.stages.unwrap() <= row.stages);
+            }
         }
     }
     // Nothing runnable gives nothing.
     assert!(prefer(&plan_all(1000), &decode, 132).is_none());
+}
+
+#[test]
+fn the_preference_table_names_compiled_tactics_in_rising_order() {
+    for pair in PREFERENCES.windows(2) {
+        assert!(pair[0].max_rows_per_group < pair[1].max_rows_per_group);
+    }
+    assert_eq!(PREFERENCES.last().unwrap().max_rows_per_group, usize::MAX);
+    for row in PREFERENCES {
+        let tactic = TACTICS.iter().find(|t| t.name == row.tactic).unwrap_or_else(|| panic!("{}", row.tactic));
+        assert!(tactic.stages.contains(&row.stages), "{} is not compiled at {}", row.tactic, row.stages);
+    }
 }

@@ -20,7 +20,8 @@ const USAGE: &str = "usage:
                  [--routing uniform,zipf] [--format nvfp4,mxfp4] [--budget device,101376] [--reps 20]
                  [--tactic NAME] [--tuned CACHE] [--no-cublas] [--json FILE]
   stagefit tune --out CACHE [--preset ...] [--tokens 1,8,32,128,512,2048] [--format mxfp4] [--budget device|BYTES] [--reps 5]
-  stagefit selftest [--cases N] [--seed S] [--all-variants]";
+  stagefit selftest [--cases N] [--seed S] [--all-variants]
+  stagefit overhead [--calls N] [--json]";
 
 /// One tactic's row of the plan, as printed by `--json`.
 #[derive(Serialize)]
@@ -108,7 +109,7 @@ fn parse(args: &[String]) -> Result<Options, String> {
             "--json" if options.command == "bench" => options.lists.push(("--json".into(), value("--json")?)),
             "--json" => options.json = true,
             "--preset" | "--tokens" | "--routing" | "--format" | "--reps" | "--tactic" | "--tuned" | "--out"
-            | "--cases" | "--seed" => {
+            | "--cases" | "--seed" | "--calls" => {
                 options.lists.push((arg.clone(), value(arg)?));
             }
             "--budget" if options.command == "bench" || options.command == "tune" => {
@@ -337,6 +338,42 @@ fn tune_command(options: &Options) -> Result<(), String> {
     cache.save(out.as_ref()).map_err(|e| e.to_string())
 }
 
+fn overhead_command(options: &Options) -> Result<(), String> {
+    let get = |name: &str| options.lists.iter().rev().find(|(n, _)| n == name).map(|(_, v)| v.as_str());
+    let calls = get("--calls").unwrap_or("2000").parse().map_err(|_| "--calls takes a number".to_string())?;
+    let r = stagefit::overhead::measure(calls).map_err(|e| e.to_string())?;
+    if options.json {
+        println!("{}", serde_json::to_string_pretty(&r).map_err(|e| e.to_string())?);
+        return Ok(());
+    }
+    let (experts, rows, n, k) = r.problem;
+    println!(
+        "problem: {experts} experts, {rows} rows, N={n}, K={k} (gpt-oss-20b down, 1 token); variant {}",
+        r.variant
+    );
+    println!(
+        "cold start: first call returns after {:.2} ms, its result is ready after {:.2} ms",
+        r.cold_first_call_ms, r.cold_first_result_ms
+    );
+    println!("modules loaded by the handle: {} (of {} tactics x 2 formats)", r.modules_loaded, stagefit::TACTICS.len());
+    println!(
+        "steady-state CPU time per call over {} calls: median {:.2} us, p99 {:.2} us, max {:.2} us (variant choice alone: median {:.2} us)",
+        r.calls, r.cpu_us_median, r.cpu_us_p99, r.cpu_us_max, r.select_us_median
+    );
+    println!(
+        "free device memory before/after the calls: {} / {} bytes",
+        r.free_bytes_before_after.0, r.free_bytes_before_after.1
+    );
+    println!(
+        "kernel time per call: eager {:.1} us, in a CUDA graph of {} calls {:.1} us; graph output bit-identical: {}",
+        r.eager_us,
+        stagefit::overhead::GRAPH_CALLS,
+        r.graph_us_per_call,
+        r.graph_output_identical
+    );
+    Ok(())
+}
+
 fn selftest_command(options: &Options) -> Result<(), String> {
     use stagefit::rng::SplitMix64;
     use stagefit::selftest::{all_variant_cases, random_case, run_case, Outcome};
@@ -385,6 +422,7 @@ fn main() -> ExitCode {
         "bench" => bench_command(&options),
         "tune" => tune_command(&options),
         "selftest" => selftest_command(&options),
+        "overhead" => overhead_command(&options),
         other => Err(format!("unknown command {other:?}")),
     });
     match result {

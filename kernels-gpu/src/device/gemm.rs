@@ -172,20 +172,24 @@ unsafe fn mainloop<
 /// of this for every tactic at compile time). Per K-tile and chunk this leaves an add, a
 /// compare and the copy.
 struct TileCopies<const FMT: u32, const BK: usize> {
-    /// A: source of chunk j = 0 at K-tile 0, its destination offset, its row in the tile.
+    /// A: source of chunk j = 0 at K-tile 0 and its destination offset.
     a_src: u64,
     a_dst: u32,
-    a_row: u32,
     /// A row stride between a thread's chunks, in global bytes.
     a_src_stride: u64,
     /// K-element offset of this thread's A chunk within a K-tile.
     a_k: u32,
-    /// W: as for A; `w_row` is the tile column (weight row) of chunk j = 0.
+    /// Bit j: this thread's A chunk j lies in the tile / also in a row that exists.
+    a_in_tile: u32,
+    a_live: u32,
+    /// W: as for A.
     w_src: u64,
     w_dst: u32,
-    w_row: u32,
     w_src_stride: u64,
     w_k: u32,
+    /// Bit j: this thread's W chunk j lies in the tile / also in a weight row that exists.
+    w_in_tile: u32,
+    w_live: u32,
     /// Scales: this thread's chunk (at most one), if any: source at K-tile 0, destination,
     /// K-block row within the tile, and whether its columns exist.
     s_src: u64,
@@ -194,8 +198,6 @@ struct TileCopies<const FMT: u32, const BK: usize> {
     s_active: bool,
     /// Bytes of scales per K-tile (one K-tile's rows of all N columns).
     s_k_tile_bytes: u64,
-    rows: u32,
-    cols_left: u32,
 }
 
 /// Copies of `chunks` chunks spread over `threads` threads: how many each thread issues.
@@ -216,29 +218,46 @@ impl<const FMT: u32, const BK: usize> TileCopies<FMT, BK> {
         let s_cpr = bn / 16;
         let (s_row, s_chunk_col) = (tid / s_cpr, tid % s_cpr);
         let k_blocks = k / block;
+        // Which of this thread's chunks exist: in the tile, and in a row (A) or weight row
+        // (W) that the problem has; the rest are zero-filled.
+        let live = |first_row: usize, rows_per_j: usize, tile_rows: usize, rows: usize, copies: usize| {
+            let mut mask = 0u32;
+            let mut j = 0;
+            while j < copies {
+                let row = first_row + j * rows_per_j;
+                if row < tile_rows && row < rows {
+                    mask |= 1 << j;
+                }
+                j += 1;
+            }
+            mask
+        };
+        let a_copies = copies_per_thread(tile.bm() * BK / 8, threads);
+        let w_copies = copies_per_thread(bn * BK / 32, threads);
         TileCopies {
             a_src: p.a + 2 * ((job.row0 + a_row) * k + a_chunk_col * 8) as u64,
             a_dst: (a_row * BK * 2 + a_chunk(a_row, a_chunk_col) * CHUNK_BYTES) as u32,
-            a_row: a_row as u32,
             a_src_stride: 2 * ((threads / a_cpr) * k) as u64,
             a_k: (a_chunk_col * 8) as u32,
+            a_in_tile: live(a_row, threads / a_cpr, tile.bm(), tile.bm(), a_copies),
+            a_live: live(a_row, threads / a_cpr, tile.bm(), job.rows, a_copies),
             w_src: p.w + ((job.group * n + job.n0 + w_row) * (k / 2) + w_chunk_col * 16) as u64,
             w_dst: (w_row * (BK / 2) + w_chunk(BK, w_row, w_chunk_col) * CHUNK_BYTES) as u32,
-            w_row: w_row as u32,
             w_src_stride: ((threads / w_cpr) * (k / 2)) as u64,
             w_k: (w_chunk_col * 32) as u32,
+            w_in_tile: live(w_row, threads / w_cpr, bn, bn, w_copies),
+            w_live: live(w_row, threads / w_cpr, bn, n - job.n0, w_copies),
             s_src: p.w_scales + ((job.group * k_blocks + s_row) * n + job.n0 + s_chunk_col * 16) as u64,
             s_dst: (s_row * bn + s_chunk_col * 16) as u32,
             s_row: s_row as u32,
             s_active: s_row < BK / block && job.n0 + s_chunk_col * 16 < n,
             s_k_tile_bytes: ((BK / block) * n) as u64,
-            rows: job.rows as u32,
-            cols_left: (n - job.n0) as u32,
         }
     }
 
     /// Issues the copies of K-tile `k_tile` into one stage (A, W and scale tiles); rows,
-    /// columns and K past the ends are zero-filled.
+    /// columns and K past the ends are zero-filled (a zero-byte copy reads nothing, so its
+    /// source address need not be valid).
     #[inline(always)]
     unsafe fn issue(
         &self,
@@ -254,42 +273,36 @@ impl<const FMT: u32, const BK: usize> TileCopies<FMT, BK> {
         let (bm, bn, threads) = (tile.bm(), tile.bn(), tile.threads());
 
         let (a_cpr, a_chunks) = (BK / 8, bm * BK / 8);
-        let a_rows_per_j = (threads / a_cpr) as u32;
-        let a_k_ok = k0 + self.a_k < k;
+        let a_bytes = if k0 + self.a_k < k { 16 } else { 0 };
         let a_src = self.a_src + (k_tile * BK * 2) as u64;
         let mut j = 0;
         while j < copies_per_thread(a_chunks, threads) {
-            let row = self.a_row + j as u32 * a_rows_per_j;
-            if (row as usize) < bm {
-                let ok = a_k_ok && row < self.rows;
+            // Every thread's chunk j is in the tile when a whole round of chunks is.
+            if (j + 1) * threads <= a_chunks || self.a_in_tile & (1 << j) != 0 {
                 let src = a_src + j as u64 * self.a_src_stride;
                 let dst = a_smem + self.a_dst + (j * (threads / a_cpr) * BK * 2) as u32;
-                cp_async_16(dst, if ok { src } else { p.a }, if ok { 16 } else { 0 });
+                cp_async_16(dst, src, if self.a_live & (1 << j) != 0 { a_bytes } else { 0 });
             }
             j += 1;
         }
 
         let (w_cpr, w_chunks) = (BK / 32, bn * BK / 32);
-        let w_rows_per_j = (threads / w_cpr) as u32;
-        let w_k_ok = k0 + self.w_k < k;
+        let w_bytes = if k0 + self.w_k < k { 16 } else { 0 };
         let w_src = self.w_src + (k_tile * BK / 2) as u64;
         let mut j = 0;
         while j < copies_per_thread(w_chunks, threads) {
-            let row = self.w_row + j as u32 * w_rows_per_j;
-            if (row as usize) < bn {
-                let ok = w_k_ok && row < self.cols_left;
+            if (j + 1) * threads <= w_chunks || self.w_in_tile & (1 << j) != 0 {
                 let src = w_src + j as u64 * self.w_src_stride;
                 let dst = w_smem + self.w_dst + (j * (threads / w_cpr) * (BK / 2)) as u32;
-                cp_async_16(dst, if ok { src } else { p.w }, if ok { 16 } else { 0 });
+                cp_async_16(dst, src, if self.w_live & (1 << j) != 0 { w_bytes } else { 0 });
             }
             j += 1;
         }
 
         if self.s_active {
             let block = scale_block(FMT) as u32;
-            let ok = (k0 / block + self.s_row) < k / block;
-            let src = self.s_src + k_tile as u64 * self.s_k_tile_bytes;
-            cp_async_16(s_smem + self.s_dst, if ok { src } else { p.w_scales }, if ok { 16 } else { 0 });
+            let bytes = if (k0 / block + self.s_row) < k / block { 16 } else { 0 };
+            cp_async_16(s_smem + self.s_dst, self.s_src + k_tile as u64 * self.s_k_tile_bytes, bytes);
         }
     }
 }
