@@ -4,7 +4,9 @@
 //! - `stagefit plan --arch ARCH [--smem-limit BYTES] [--json]`: the plan for an architecture
 //!   and shared-memory limit, with no GPU needed;
 //! - `stagefit bench [...]`: the grouped GEMM timed on MoE shapes against the device's copy
-//!   bandwidth, its bf16 rate and cuBLAS (see `stagefit::bench`).
+//!   bandwidth, its bf16 rate and cuBLAS (see `stagefit::bench`);
+//! - `stagefit tune`, `stagefit selftest`, `stagefit overhead`: autotuning, random cases
+//!   against the CPU reference, and the host cost of a call (see the modules of those names).
 
 use std::process::ExitCode;
 
@@ -391,7 +393,15 @@ fn selftest_command(options: &Options) -> Result<(), String> {
     let ctx = stagefit::device::context(0).map_err(|e| e.to_string())?;
     let stream = ctx.new_stream().map_err(|e| e.to_string())?;
     let (mut passed, mut refused, mut failed, mut worst) = (0, 0, 0, 0f64);
+    let started = std::time::Instant::now();
     for (i, case) in cases.iter().enumerate() {
+        if i > 0 && i % 250 == 0 {
+            println!(
+                "selftest: {i} of {} cases so far ({:.0} s): {passed} passed, {refused} refused, {failed} failed",
+                cases.len(),
+                started.elapsed().as_secs_f64()
+            );
+        }
         match run_case(&stream, case, seed.wrapping_mul(1_000_003) + i as u64).map_err(|e| e.to_string())? {
             Outcome::Pass(_, cmp) => {
                 passed += 1;
