@@ -2,11 +2,13 @@
 //!
 //! [`crate::plan`] says what fits; this module ranks what fits. The choice goes by the mean
 //! rows per active group (decode has a few rows per expert, prefill many) through
-//! [`PREFERENCES`], a table fitted to `stagefit tune` on an H100 (every variant of 56 MoE
-//! problems, `results/`): the table's pick is within 10% of the fastest variant on all of
-//! them. Its STAGES is a preference capped by what fits. Where the table's tactic does not fit
-//! the limit at all, a cost model ranks the tactics that do: the fewest wasted rows and
-//! columns per wave of one block per multiprocessor, at the shallowest STAGES.
+//! [`PREFERENCES`], a table fitted to `stagefit tune` runs on an H100 (every variant of 168
+//! MoE problems in `results/h100-tune-*-v4.json`): on those timings its pick is within 10% of
+//! the fastest variant on 163 of them and within 21% on all; timed afresh, on 158 of 168. Its STAGES is a preference capped by the
+//! reduction's length and by what fits. Where the table's tactic does not fit the limit at
+//! all, a cost model ranks the tactics that do: the fewest wasted rows and columns per wave
+//! of one block per multiprocessor, at the shallowest STAGES. A tune cache, where given,
+//! overrides both.
 
 use crate::plan::TacticPlan;
 use crate::Tactic;
@@ -70,16 +72,23 @@ fn estimated_cost(tactic: &Tactic, problem: &ProblemShape, sms: usize) -> f64 {
     waves * per_tile * k_waste
 }
 
+/// A ring deeper than this fraction of a tile's K-steps only delays its first MMA and costs
+/// occupancy: preferred STAGES are capped at `max(2, k_steps / K_STEPS_PER_STAGE)` (fitted
+/// with the table; short reductions such as K = 768 want 2).
+pub const K_STEPS_PER_STAGE: usize = 4;
+
 /// The preferred runnable tactic for `problem` and its STAGES, or `None` if nothing is
 /// runnable: the [`PREFERENCES`] row of the problem where its tactic fits (at the row's
-/// STAGES or the deepest below it that fits), otherwise the cheapest runnable tactic by the
-/// cost model at its shallowest STAGES.
+/// STAGES, capped by the K-steps and by what fits), otherwise the cheapest runnable tactic by
+/// the cost model at its shallowest STAGES.
 pub fn prefer(plans: &[TacticPlan], problem: &ProblemShape, sms: usize) -> Option<TacticPlan> {
     let rows = problem.rows_per_active_group();
     let row = PREFERENCES.iter().find(|p| rows <= p.max_rows_per_group)?;
     let preferred = plans.iter().find(|p| p.tactic.name == row.tactic).and_then(|p| {
         let deepest = p.stages?;
-        let stages = p.tactic.stages.iter().copied().filter(|&s| s <= deepest.min(row.stages)).max()?;
+        let k_steps = problem.k.div_ceil(p.tactic.tile.bk());
+        let wanted = row.stages.min((k_steps / K_STEPS_PER_STAGE).max(2));
+        let stages = p.tactic.stages.iter().copied().filter(|&s| s <= deepest.min(wanted)).max()?;
         Some(TacticPlan { tactic: p.tactic, stages: Some(stages) })
     });
     preferred.or_else(|| {
