@@ -18,7 +18,7 @@ use half::bf16;
 use serde::Serialize;
 
 use crate::error::{DriverContext, Error, Result};
-use crate::gemm::{DeviceWeights, GroupedGemm, GroupedGemmArgs, TacticChoice};
+use crate::gemm::{offsets_from_sizes, DeviceWeights, GroupedGemm, GroupedGemmArgs, TacticChoice, Variant};
 use crate::moe::kernels::MoeKernels;
 use crate::moe::Preset;
 use crate::rng::SplitMix64;
@@ -184,6 +184,59 @@ pub(crate) fn median_us(
     Ok(times[times.len() / 2])
 }
 
+/// A random grouped-GEMM problem on the device, on MoE shapes: `tokens` tokens routed
+/// uniformly to `top_k` of `groups` experts of `[n × k]` random weights.
+pub(crate) struct RandomProblem {
+    pub(crate) rows: usize,
+    a: CudaSlice<bf16>,
+    offsets: CudaSlice<u32>,
+    weights: DeviceWeights,
+    c: CudaSlice<bf16>,
+}
+
+impl RandomProblem {
+    pub(crate) fn new(
+        kernels: &MoeKernels,
+        stream: &Arc<CudaStream>,
+        format: Fp4Format,
+        (groups, top_k, tokens): (usize, usize, usize),
+        (n, k): (usize, usize),
+        seed: u64,
+    ) -> Result<RandomProblem> {
+        let sizes = group_sizes(groups, top_k, tokens, Routing::Uniform, seed);
+        let rows = tokens * top_k;
+        Ok(RandomProblem {
+            rows,
+            a: fill_bf16(kernels, stream, rows.max(1) * k, seed + 1)?,
+            offsets: stream.clone_htod(&offsets_from_sizes(&sizes)).during("uploading offsets")?,
+            weights: kernels.random_weights(stream, format, (groups, n, k), seed + 2)?,
+            c: stream.alloc_zeros(rows.max(1) * n).during("allocating the output")?,
+        })
+    }
+
+    /// Runs the grouped GEMM on it with `choice`.
+    pub(crate) fn run(
+        &mut self,
+        gemm: &GroupedGemm,
+        stream: &Arc<CudaStream>,
+        choice: TacticChoice<'_>,
+    ) -> Result<Variant> {
+        let args = GroupedGemmArgs {
+            rows: self.rows,
+            a: &self.a,
+            offsets: &self.offsets,
+            weights: &self.weights,
+            c: &mut self.c,
+        };
+        gemm.run(stream, args, choice)
+    }
+
+    /// The output buffer.
+    pub(crate) fn output(&mut self) -> &mut CudaSlice<bf16> {
+        &mut self.c
+    }
+}
+
 pub(crate) fn fill_bf16(
     kernels: &MoeKernels,
     stream: &Arc<CudaStream>,
@@ -313,10 +366,7 @@ pub fn run(options: &BenchOptions, mut progress: impl FnMut(&BenchRow)) -> Resul
                                 100 + copies.len() as u64,
                             )?);
                         }
-                        let mut offsets = vec![0u32];
-                        for s in &sizes {
-                            offsets.push(offsets.last().unwrap() + *s as u32);
-                        }
+                        let offsets = offsets_from_sizes(&sizes);
                         let rows_total = tokens * c.top_k;
                         let offsets_dev = stream.clone_htod(&offsets).during("uploading offsets")?;
                         let cublas_us = match &blas {

@@ -552,6 +552,16 @@ pub fn check_problem(problem: &ProblemShape, offsets_len: usize, a_len: usize, c
     Ok(())
 }
 
+/// Group offsets from group sizes: `[0, s0, s0 + s1, …]`.
+pub fn offsets_from_sizes(sizes: &[usize]) -> Vec<u32> {
+    let mut offsets = Vec::with_capacity(sizes.len() + 1);
+    offsets.push(0u32);
+    for &size in sizes {
+        offsets.push(offsets[offsets.len() - 1] + size as u32);
+    }
+    offsets
+}
+
 /// Checks host-side group offsets: `groups + 1` values, from 0, non-decreasing, ending at `rows`.
 pub fn check_offsets(offsets: &[u32], groups: usize, rows: usize) -> Result<()> {
     if offsets.len() != groups + 1 {

@@ -15,13 +15,13 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use cudarc::driver::sys::{CUgraphInstantiate_flags, CUstreamCaptureMode};
-use cudarc::driver::{CudaContext, CudaSlice, CudaStream};
+use cudarc::driver::{CudaContext, CudaStream};
 use half::bf16;
 use serde::Serialize;
 
-use crate::bench::{fill_bf16, group_sizes, median_us, Routing};
+use crate::bench::{median_us, RandomProblem};
 use crate::error::{DriverContext, Result};
-use crate::gemm::{DeviceWeights, GroupedGemm, GroupedGemmArgs, TacticChoice};
+use crate::gemm::{GroupedGemm, TacticChoice};
 use crate::heuristic::ProblemShape;
 use crate::moe::kernels::MoeKernels;
 use crate::Fp4Format;
@@ -65,28 +65,6 @@ pub struct OverheadReport {
     pub graph_output_identical: bool,
 }
 
-/// Buffers of the measured problem.
-struct Problem {
-    rows: usize,
-    a: CudaSlice<bf16>,
-    offsets: CudaSlice<u32>,
-    weights: DeviceWeights,
-    c: CudaSlice<bf16>,
-}
-
-impl Problem {
-    fn run(&mut self, gemm: &GroupedGemm, stream: &Arc<CudaStream>) -> Result<crate::Variant> {
-        let args = GroupedGemmArgs {
-            rows: self.rows,
-            a: &self.a,
-            offsets: &self.offsets,
-            weights: &self.weights,
-            c: &mut self.c,
-        };
-        gemm.run(stream, args, TacticChoice::Auto)
-    }
-}
-
 /// Measures the host cost of grouped-GEMM calls on device 0 (see the module docs).
 pub fn measure(calls: usize) -> Result<OverheadReport> {
     let ctx = crate::device::context(0)?;
@@ -96,27 +74,16 @@ pub fn measure(calls: usize) -> Result<OverheadReport> {
     unsafe { ctx.disable_event_tracking() };
     let stream = ctx.new_stream().during("creating a stream")?;
     let (experts, top_k, n, k) = (32, 4, 2880, 2880);
-    let sizes = group_sizes(experts, top_k, 1, Routing::Uniform, 3);
-    let mut offsets = vec![0u32];
-    for s in &sizes {
-        offsets.push(offsets.last().copied().unwrap_or(0) + *s as u32);
-    }
-    let rows = top_k;
     let probe = GroupedGemm::new(&ctx, None)?;
     let kernels = MoeKernels::load(&ctx, probe.arch())?;
-    let mut problem = Problem {
-        rows,
-        a: fill_bf16(&kernels, &stream, rows * k, 1)?,
-        offsets: stream.clone_htod(&offsets).during("uploading offsets")?,
-        weights: kernels.random_weights(&stream, Fp4Format::Mxfp4, (experts, n, k), 2)?,
-        c: stream.alloc_zeros(rows * n).during("allocating the output")?,
-    };
+    let mut problem = RandomProblem::new(&kernels, &stream, Fp4Format::Mxfp4, (experts, top_k, 1), (n, k), 3)?;
+    let rows = problem.rows;
     stream.synchronize().during("synchronizing")?;
 
     // Cold start: a fresh handle, nothing loaded.
     let gemm = GroupedGemm::new(&ctx, None)?.with_input_checks(false);
     let start = Instant::now();
-    let variant = problem.run(&gemm, &stream)?;
+    let variant = problem.run(&gemm, &stream, TacticChoice::Auto)?;
     let cold_first_call_ms = start.elapsed().as_secs_f64() * 1e3;
     stream.synchronize().during("synchronizing")?;
     let cold_first_result_ms = start.elapsed().as_secs_f64() * 1e3;
@@ -126,7 +93,7 @@ pub fn measure(calls: usize) -> Result<OverheadReport> {
     let mut cpu_us = Vec::with_capacity(calls);
     for i in 0..calls.max(1) {
         let start = Instant::now();
-        problem.run(&gemm, &stream)?;
+        problem.run(&gemm, &stream, TacticChoice::Auto)?;
         cpu_us.push(start.elapsed().as_secs_f64() * 1e6);
         if (i + 1) % SYNC_EVERY == 0 {
             stream.synchronize().during("synchronizing")?;
@@ -148,7 +115,7 @@ pub fn measure(calls: usize) -> Result<OverheadReport> {
     cpu_us.sort_by(f64::total_cmp);
     let at = |q: f64| cpu_us[((cpu_us.len() - 1) as f64 * q).round() as usize];
 
-    let eager_us = median_us(&ctx, &stream, 20, |_| problem.run(&gemm, &stream).map(|_| ()))?;
+    let eager_us = median_us(&ctx, &stream, 20, |_| problem.run(&gemm, &stream, TacticChoice::Auto).map(|_| ()))?;
     let (graph_us, identical) = graph(&ctx, &stream, &gemm, &mut problem)?;
     Ok(OverheadReport {
         problem: (experts, rows, n, k),
@@ -174,15 +141,15 @@ fn graph(
     ctx: &Arc<CudaContext>,
     stream: &Arc<CudaStream>,
     gemm: &GroupedGemm,
-    problem: &mut Problem,
+    problem: &mut RandomProblem,
 ) -> Result<(f64, bool)> {
-    let poison = vec![bf16::from_bits(0x7FC0); problem.c.len()];
-    stream.memcpy_htod(&poison, &mut problem.c).during("poisoning the output")?;
-    problem.run(gemm, stream)?;
-    let eager = stream.clone_dtoh(&problem.c).during("downloading the output")?;
-    stream.memcpy_htod(&poison, &mut problem.c).during("poisoning the output")?;
+    let poison = vec![bf16::from_bits(0x7FC0); problem.output().len()];
+    stream.memcpy_htod(&poison, problem.output()).during("poisoning the output")?;
+    problem.run(gemm, stream, TacticChoice::Auto)?;
+    let eager = stream.clone_dtoh(problem.output()).during("downloading the output")?;
+    stream.memcpy_htod(&poison, problem.output()).during("poisoning the output")?;
     stream.begin_capture(CUstreamCaptureMode::CU_STREAM_CAPTURE_MODE_RELAXED).during("capturing")?;
-    let captured = (0..GRAPH_CALLS).try_for_each(|_| problem.run(gemm, stream).map(|_| ()));
+    let captured = (0..GRAPH_CALLS).try_for_each(|_| problem.run(gemm, stream, TacticChoice::Auto).map(|_| ()));
     let graph = stream
         .end_capture(CUgraphInstantiate_flags::CUDA_GRAPH_INSTANTIATE_FLAG_AUTO_FREE_ON_LAUNCH)
         .during("instantiating the graph")?;
@@ -191,7 +158,7 @@ fn graph(
         return Ok((f64::NAN, false));
     };
     graph.launch().during("replaying the graph")?;
-    let replayed = stream.clone_dtoh(&problem.c).during("downloading the output")?;
+    let replayed = stream.clone_dtoh(problem.output()).during("downloading the output")?;
     let identical = replayed.iter().zip(&eager).all(|(a, b)| a.to_bits() == b.to_bits());
     let us = median_us(ctx, stream, 20, |_| graph.launch().during("replaying the graph"))?;
     Ok((us, identical))

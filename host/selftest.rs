@@ -14,7 +14,9 @@ use half::bf16;
 
 use crate::error::{DriverContext, Result};
 use crate::fp4::quantize;
-use crate::gemm::{check_offsets, DeviceWeights, GroupedGemm, GroupedGemmArgs, TacticChoice, Variant};
+use crate::gemm::{
+    check_offsets, offsets_from_sizes, DeviceWeights, GroupedGemm, GroupedGemmArgs, TacticChoice, Variant,
+};
 use crate::reference::{compare, grouped_gemm, Comparison};
 use crate::rng::SplitMix64;
 use crate::{Error, Fp4Format, TACTICS};
@@ -115,10 +117,7 @@ pub fn run_case(stream: &Arc<CudaStream>, case: &Case, seed: u64) -> Result<Outc
     let mut rng = SplitMix64::new(seed);
     let groups = case.sizes.len();
     let (n, k) = (case.n, case.k);
-    let mut offsets = vec![0u32];
-    for s in &case.sizes {
-        offsets.push(offsets.last().unwrap() + *s as u32);
-    }
+    let offsets = offsets_from_sizes(&case.sizes);
     let rows = *offsets.last().unwrap() as usize;
     check_offsets(&offsets, groups, rows)?;
     let a: Vec<bf16> = (0..rows * k).map(|_| bf16::from_f32(rng.uniform(-1.0, 1.0))).collect();

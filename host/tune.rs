@@ -11,10 +11,10 @@ use std::sync::Arc;
 use cudarc::driver::CudaStream;
 use serde::{Deserialize, Serialize};
 
-use crate::bench::{fill_bf16, group_sizes, median_us, Routing};
+use crate::bench::{median_us, RandomProblem};
 use crate::device::DeviceInfo;
-use crate::error::{DriverContext, Error, Result};
-use crate::gemm::{GroupedGemm, GroupedGemmArgs, TacticChoice};
+use crate::error::{Error, Result};
+use crate::gemm::{GroupedGemm, TacticChoice};
 use crate::heuristic::ProblemShape;
 use crate::moe::kernels::MoeKernels;
 use crate::Fp4Format;
@@ -142,21 +142,13 @@ pub fn tune_problem(
 ) -> Result<TuneEntry> {
     let ctx = stream.context().clone();
     let kernels = MoeKernels::load(&ctx, gemm.arch())?;
-    let sizes = group_sizes(groups, top_k, tokens, Routing::Uniform, 11 + tokens as u64);
-    let mut offsets = vec![0u32];
-    for s in &sizes {
-        offsets.push(offsets.last().unwrap() + *s as u32);
-    }
-    let rows = tokens * top_k;
-    let offsets_dev = stream.clone_htod(&offsets).during("uploading offsets")?;
-    let a = fill_bf16(&kernels, stream, rows.max(1) * k, 5)?;
-    let mut c = stream.alloc_zeros(rows.max(1) * n).during("allocating")?;
-    let weights = kernels.random_weights(stream, format, (groups, n, k), 13)?;
+    let mut problem =
+        RandomProblem::new(&kernels, stream, format, (groups, top_k, tokens), (n, k), 11 + tokens as u64)?;
+    let rows = problem.rows;
     let mut time = |choice: TacticChoice<'_>| -> Result<(String, usize, f64)> {
         let mut ran = None;
         let us = median_us(&ctx, stream, reps, |_| {
-            let args = GroupedGemmArgs { rows, a: &a, offsets: &offsets_dev, weights: &weights, c: &mut c };
-            ran = Some(gemm.run(stream, args, choice)?);
+            ran = Some(problem.run(gemm, stream, choice)?);
             Ok(())
         })?;
         let v = ran.expect("ran");

@@ -25,14 +25,7 @@ impl HostProblem {
     }
 }
 
-/// Offsets from group sizes.
-pub fn offsets_from_sizes(sizes: &[usize]) -> Vec<u32> {
-    let mut offsets = vec![0u32];
-    for s in sizes {
-        offsets.push(offsets.last().unwrap() + *s as u32);
-    }
-    offsets
-}
+pub use stagefit::gemm::offsets_from_sizes;
 
 /// A random problem: activations uniform in [-1, 1), weights uniform with a magnitude that
 /// varies by expert and by row (so block scales differ), never zero.
