@@ -208,7 +208,7 @@ impl RandomProblem {
         Ok(RandomProblem {
             rows,
             a: fill_bf16(kernels, stream, rows.max(1) * k, seed + 1)?,
-            offsets: stream.clone_htod(&offsets_from_sizes(&sizes)).during("uploading offsets")?,
+            offsets: stream.clone_htod(&offsets_from_sizes(&sizes)?).during("uploading offsets")?,
             weights: kernels.random_weights(stream, format, (groups, n, k), seed + 2)?,
             c: stream.alloc_zeros(rows.max(1) * n).during("allocating the output")?,
         })
@@ -366,7 +366,7 @@ pub fn run(options: &BenchOptions, mut progress: impl FnMut(&BenchRow)) -> Resul
                                 100 + copies.len() as u64,
                             )?);
                         }
-                        let offsets = offsets_from_sizes(&sizes);
+                        let offsets = offsets_from_sizes(&sizes)?;
                         let rows_total = tokens * c.top_k;
                         let offsets_dev = stream.clone_htod(&offsets).during("uploading offsets")?;
                         let cublas_us = match &blas {

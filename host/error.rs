@@ -33,6 +33,29 @@ pub enum Error {
         /// What the weights hold.
         actual: String,
     },
+    /// An MoE workspace too small for the layer or token count of a call (it was sized for
+    /// another config or fewer tokens).
+    #[error("MoE workspace buffer `{buffer}` holds {actual} elements but {asked} need {needed} (the workspace was sized for {sized_for})")]
+    Workspace {
+        /// Which workspace buffer.
+        buffer: &'static str,
+        /// Elements the call needs.
+        needed: usize,
+        /// Elements it holds.
+        actual: usize,
+        /// The call's tokens and layer shape.
+        asked: String,
+        /// The tokens and layer shape the workspace was made for.
+        sized_for: String,
+    },
+    /// An activation constant that is not a finite positive number.
+    #[error("activation constant {what} = {value} is not allowed: a finite number above 0")]
+    Activation {
+        /// `"limit"` or `"alpha"`.
+        what: &'static str,
+        /// Its value.
+        value: f32,
+    },
     /// Group offsets that are not a non-decreasing sequence from 0 to the row count.
     #[error("group offsets are invalid: {0}")]
     Offsets(String),

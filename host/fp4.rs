@@ -142,20 +142,27 @@ impl QuantizedWeights {
     }
 }
 
-/// Checks block and expert scales: NVFP4 block scales must be non-negative e4m3 values (the
-/// format's scales are unsigned) and not NaN; MXFP4 block scales must be e8m0 codes no larger
-/// than [`MX_SCALE_CODE_MAX`] (2^33, beyond which the kernels' bf16 factor overflows) and not
-/// NaN; expert scales must be finite and non-negative.
-pub fn check_scales(format: Fp4Format, scales: &[u8], expert_scales: &[f32]) -> Result<()> {
-    let bad_byte = |byte: u8| match format {
+/// What is wrong with one block-scale byte of `format`, if anything: the rule
+/// [`check_scales`] applies to every byte.
+pub fn scale_byte_problem(format: Fp4Format, byte: u8) -> Option<&'static str> {
+    match format {
         Fp4Format::Nvfp4 if byte & 0x80 != 0 => Some("a non-negative e4m3 value (NVFP4 block scales are unsigned)"),
         Fp4Format::Nvfp4 if byte == 0x7F => Some("a finite e4m3 value (0x7F is NaN)"),
         Fp4Format::Mxfp4 if byte > MX_SCALE_CODE_MAX => {
             Some("an e8m0 code of at most 160 (2^33), the largest scale the kernels' factor holds (255 is NaN)")
         }
         _ => None,
-    };
-    if let Some((index, requirement)) = scales.iter().enumerate().find_map(|(i, &b)| bad_byte(b).map(|r| (i, r))) {
+    }
+}
+
+/// Checks block and expert scales: NVFP4 block scales must be non-negative e4m3 values (the
+/// format's scales are unsigned) and not NaN; MXFP4 block scales must be e8m0 codes no larger
+/// than [`MX_SCALE_CODE_MAX`] (2^33, beyond which the kernels' bf16 factor overflows) and not
+/// NaN; expert scales must be finite and non-negative.
+pub fn check_scales(format: Fp4Format, scales: &[u8], expert_scales: &[f32]) -> Result<()> {
+    if let Some((index, requirement)) =
+        scales.iter().enumerate().find_map(|(i, &b)| scale_byte_problem(format, b).map(|r| (i, r)))
+    {
         return Err(Error::Scale { buffer: "scales", index, value: format!("{:#04x}", scales[index]), requirement });
     }
     if let Some(index) = expert_scales.iter().position(|s| !s.is_finite() || *s < 0.0) {
@@ -180,8 +187,13 @@ pub fn quantize(format: Fp4Format, groups: usize, n: usize, k: usize, weights: &
     if k == 0 || k % stagefit_kernels::format::K_CHUNK != 0 {
         return Err(Error::Shape { what: "k", value: k, requirement: "a positive multiple of 32" });
     }
-    if weights.len() != groups * n * k {
-        return Err(Error::BufferTooSmall { buffer: "weights", needed: groups * n * k, actual: weights.len() });
+    let needed = groups.checked_mul(n).and_then(|gn| gn.checked_mul(k)).ok_or(Error::Shape {
+        what: "groups",
+        value: groups,
+        requirement: "groups · n · k that fits an address",
+    })?;
+    if weights.len() != needed {
+        return Err(Error::BufferTooSmall { buffer: "weights", needed, actual: weights.len() });
     }
     if let Some(index) = weights.iter().position(|w| !w.is_finite()) {
         return Err(Error::NonFinite { format, index, value: weights[index] });
@@ -195,6 +207,15 @@ pub fn quantize(format: Fp4Format, groups: usize, n: usize, k: usize, weights: &
         if format == Fp4Format::Nvfp4 {
             let amax = expert.iter().fold(0.0f32, |m, w| m.max(w.abs()));
             expert_scales[g] = if amax > 0.0 { amax / (E2M1_MAX * E4M3_MAX) } else { 1.0 };
+            if !expert_scales[g].is_normal() {
+                // Weights this small would silently quantize to zeros.
+                return Err(Error::Scale {
+                    buffer: "weights",
+                    index: g,
+                    value: format!("expert maximum {amax}"),
+                    requirement: "0, or at least 2^-126 · 2688 so that the NVFP4 expert scale is a normal f32",
+                });
+            }
         }
         for row in 0..n {
             for b in 0..blocks {

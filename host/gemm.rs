@@ -65,10 +65,10 @@ impl DeviceWeights {
         expert_scales: CudaSlice<f32>,
     ) -> Result<DeviceWeights> {
         check_dims(groups, n, k)?;
-        let blocks = k / format.scale_block();
+        let (codes_needed, scales_needed) = weight_buffer_lengths(format, groups, n, k)?;
         for (buffer, needed, actual) in [
-            ("codes", groups * n * k / 2, codes.len()),
-            ("scales", groups * blocks * n, scales.len()),
+            ("codes", codes_needed, codes.len()),
+            ("scales", scales_needed, scales.len()),
             ("expert_scales", groups, expert_scales.len()),
         ] {
             if actual != needed {
@@ -124,18 +124,35 @@ impl DeviceWeights {
     }
 }
 
+/// The largest N and K the kernels take: their K-tile and column arithmetic is 32-bit.
+pub const MAX_DIM: usize = 1 << 30;
+
 /// The dimension rules every kernel shares.
 fn check_dims(groups: usize, n: usize, k: usize) -> Result<()> {
     if groups == 0 || groups > MAX_GROUPS {
         return Err(Error::Shape { what: "groups", value: groups, requirement: "between 1 and 256" });
     }
-    if n == 0 || n % 16 != 0 {
-        return Err(Error::Shape { what: "n", value: n, requirement: "a positive multiple of 16" });
+    if n == 0 || n % 16 != 0 || n > MAX_DIM {
+        return Err(Error::Shape { what: "n", value: n, requirement: "a positive multiple of 16, at most 2^30" });
     }
-    if k == 0 || k % stagefit_kernels::format::K_CHUNK != 0 {
-        return Err(Error::Shape { what: "k", value: k, requirement: "a positive multiple of 32" });
+    if k == 0 || k % stagefit_kernels::format::K_CHUNK != 0 || k > MAX_DIM {
+        return Err(Error::Shape { what: "k", value: k, requirement: "a positive multiple of 32, at most 2^30" });
     }
     Ok(())
+}
+
+/// `a · b`, or a shape error naming `what` where the product does not fit an address.
+fn product(what: &'static str, a: usize, b: usize) -> Result<usize> {
+    a.checked_mul(b).ok_or(Error::Shape { what, value: a, requirement: "sizes whose product fits an address" })
+}
+
+/// Bytes of packed codes and of block scales that weights of this shape hold (checked
+/// arithmetic: shapes whose sizes overflow are refused).
+fn weight_buffer_lengths(format: Fp4Format, groups: usize, n: usize, k: usize) -> Result<(usize, usize)> {
+    let per_group = product("n", n, k)?;
+    let codes = product("groups", groups, per_group)? / 2;
+    let scales = codes * 2 / format.scale_block();
+    Ok((codes, scales))
 }
 
 /// How to pick the kernel variant for a call.
@@ -180,7 +197,7 @@ impl Variant {
 /// Arguments of one grouped GEMM: `C_g = A_g · dequant(W_g)ᵀ`, group `g` owning rows
 /// `offsets[g]..offsets[g+1]` of `a` and `c`.
 pub struct GroupedGemmArgs<'a> {
-    /// Rows of `a` and `c` (= `offsets[groups]`; the kernel traps if the offsets say more).
+    /// Rows of `a` and `c` (= `offsets[groups]`; the kernel clamps every group to them).
     pub rows: usize,
     /// bf16 `[rows, k]`.
     pub a: &'a CudaSlice<bf16>,
@@ -251,15 +268,20 @@ impl GroupedGemm {
     /// them on, every call reads its group offsets back and checks them ([`check_offsets`]),
     /// and each [`DeviceWeights`]' scales are read back and checked on their first call
     /// ([`DeviceWeights::check_scales`]); the reads synchronize the stream. With them off, a
-    /// call trusts the device data: the kernel traps on offsets past `rows`.
+    /// call trusts the device data's values but not its memory safety: the kernel clamps every
+    /// group to the `rows` rows of A and C, so bad offsets give wrong rows, never an access
+    /// outside the buffers.
     pub fn with_input_checks(mut self, on: bool) -> GroupedGemm {
         self.input_checks = on;
         self
     }
 
     /// The same handle preferring the tuned choices of `cache` for [`TacticChoice::Auto`];
-    /// a cache made on another device, driver or limit is refused.
+    /// a cache made on another device, driver or limit, or naming a variant that is not
+    /// compiled, is refused. An entry whose variant does not fit the limit in force falls back
+    /// to the heuristic.
     pub fn with_tuning(mut self, cache: crate::tune::TuneCache) -> Result<GroupedGemm> {
+        cache.validate().map_err(|problem| Error::TuneCache { path: "(in memory)".into(), problem })?;
         if !cache.fits(&self.device, self.limit.bytes()) {
             return Err(Error::TuneCache {
                 path: "(in memory)".into(),
@@ -461,7 +483,8 @@ impl GroupedGemm {
         // SAFETY: the kernel's only parameter is `GroupedGemmParams`, passed by value through
         // the one pointer in `kernel_args`, which outlives the call; every pointer in it is a
         // live device allocation of this context (`check_contexts`) whose size `validate`
-        // checked against the shapes (the kernel itself traps if `offsets` exceed `rows`);
+        // checked against the shapes and `rows` (the kernel clamps every group to `rows`,
+        // whatever `offsets` holds; N and K, at most 2^30, fit its 32-bit arithmetic);
         // the block size is the tactic's, and the dynamic shared memory is the variant's exact
         // layout size, which `check_fits` held to the limit and the function attribute allows.
         // The launch goes straight to the driver, so the call path allocates nothing.
@@ -534,7 +557,7 @@ fn validate(args: &GroupedGemmArgs<'_>) -> Result<ProblemShape> {
 
 /// Checks a grouped GEMM's shapes and its buffers' lengths (in elements): the dimension rules
 /// of the kernels, rows that fit the kernels' 32-bit row indices, exactly `groups + 1`
-/// offsets, and A and C at least `rows × K` and `rows × N`.
+/// offsets, and A and C at least `rows × K` and `rows × N` (computed without overflow).
 pub fn check_problem(problem: &ProblemShape, offsets_len: usize, a_len: usize, c_len: usize) -> Result<()> {
     let ProblemShape { rows, groups, n, k } = *problem;
     check_dims(groups, n, k)?;
@@ -544,7 +567,8 @@ pub fn check_problem(problem: &ProblemShape, offsets_len: usize, a_len: usize, c
     if offsets_len != groups + 1 {
         return Err(Error::BufferTooSmall { buffer: "offsets", needed: groups + 1, actual: offsets_len });
     }
-    for (buffer, needed, actual) in [("a", rows * k, a_len), ("c", rows * n, c_len)] {
+    for (buffer, width, actual) in [("a", k, a_len), ("c", n, c_len)] {
+        let needed = product("rows", rows, width)?;
         if actual < needed {
             return Err(Error::BufferTooSmall { buffer, needed, actual });
         }
@@ -552,20 +576,31 @@ pub fn check_problem(problem: &ProblemShape, offsets_len: usize, a_len: usize, c
     Ok(())
 }
 
-/// Group offsets from group sizes: `[0, s0, s0 + s1, …]`.
-pub fn offsets_from_sizes(sizes: &[usize]) -> Vec<u32> {
+/// Group offsets from group sizes: `[0, s0, s0 + s1, …]`; refused where the total exceeds the
+/// kernels' 32-bit row indices.
+pub fn offsets_from_sizes(sizes: &[usize]) -> Result<Vec<u32>> {
     let mut offsets = Vec::with_capacity(sizes.len() + 1);
-    offsets.push(0u32);
+    let mut total = 0u32;
+    offsets.push(total);
     for &size in sizes {
-        offsets.push(offsets[offsets.len() - 1] + size as u32);
+        total = u32::try_from(size).ok().and_then(|size| total.checked_add(size)).ok_or(Error::Shape {
+            what: "rows",
+            value: sizes.iter().fold(0usize, |sum, &s| sum.saturating_add(s)),
+            requirement: "group sizes that add up to at most 2^32 - 1",
+        })?;
+        offsets.push(total);
     }
-    offsets
+    Ok(offsets)
 }
 
 /// Checks host-side group offsets: `groups + 1` values, from 0, non-decreasing, ending at `rows`.
 pub fn check_offsets(offsets: &[u32], groups: usize, rows: usize) -> Result<()> {
-    if offsets.len() != groups + 1 {
-        return Err(Error::Offsets(format!("{} values for {groups} groups (need {})", offsets.len(), groups + 1)));
+    if offsets.len().checked_sub(1) != Some(groups) {
+        return Err(Error::Offsets(format!(
+            "{} values for {groups} groups (need {})",
+            offsets.len(),
+            groups as u128 + 1
+        )));
     }
     if offsets[0] != 0 {
         return Err(Error::Offsets(format!("offsets[0] = {} (must be 0)", offsets[0])));

@@ -7,6 +7,8 @@
 //! runs are bit-identical. `--all-variants` instead runs every tactic at its shallowest and
 //! deepest STAGES in both formats once (what the sanitizer script covers).
 
+use std::collections::hash_map::Entry;
+use std::collections::HashMap;
 use std::sync::Arc;
 
 use cudarc::driver::CudaStream;
@@ -110,14 +112,35 @@ pub fn all_variant_cases() -> Vec<Case> {
     cases
 }
 
-/// Runs one case on `stream`.
-pub fn run_case(stream: &Arc<CudaStream>, case: &Case, seed: u64) -> Result<Outcome> {
-    let ctx = stream.context().clone();
-    let gemm = GroupedGemm::new(&ctx, case.budget)?;
+/// Runs cases on one stream, with one grouped-GEMM handle per budget (so each kernel module is
+/// loaded once per budget, not once per case).
+pub struct Runner {
+    stream: Arc<CudaStream>,
+    handles: HashMap<Option<usize>, GroupedGemm>,
+}
+
+impl Runner {
+    /// A runner on `stream`.
+    pub fn new(stream: Arc<CudaStream>) -> Runner {
+        Runner { stream, handles: HashMap::new() }
+    }
+
+    /// Runs one case with inputs drawn from `seed`.
+    pub fn run(&mut self, case: &Case, seed: u64) -> Result<Outcome> {
+        let gemm = match self.handles.entry(case.budget) {
+            Entry::Occupied(found) => found.into_mut(),
+            Entry::Vacant(slot) => slot.insert(GroupedGemm::new(self.stream.context(), case.budget)?),
+        };
+        run_case(gemm, &self.stream, case, seed)
+    }
+}
+
+/// Runs one case on `stream` with `gemm` (whose budget is the case's).
+fn run_case(gemm: &GroupedGemm, stream: &Arc<CudaStream>, case: &Case, seed: u64) -> Result<Outcome> {
     let mut rng = SplitMix64::new(seed);
     let groups = case.sizes.len();
     let (n, k) = (case.n, case.k);
-    let offsets = offsets_from_sizes(&case.sizes);
+    let offsets = offsets_from_sizes(&case.sizes)?;
     let rows = *offsets.last().unwrap() as usize;
     check_offsets(&offsets, groups, rows)?;
     let a: Vec<bf16> = (0..rows * k).map(|_| bf16::from_f32(rng.uniform(-1.0, 1.0))).collect();

@@ -14,7 +14,7 @@ use serde::{Deserialize, Serialize};
 use crate::bench::{median_us, RandomProblem};
 use crate::device::DeviceInfo;
 use crate::error::{Error, Result};
-use crate::gemm::{GroupedGemm, TacticChoice};
+use crate::gemm::{find_tactic, GroupedGemm, TacticChoice};
 use crate::heuristic::ProblemShape;
 use crate::moe::kernels::MoeKernels;
 use crate::Fp4Format;
@@ -111,10 +111,40 @@ impl TuneCache {
             .map(|e| (e.tactic.as_str(), e.stages))
     }
 
-    /// Reads a cache written by [`TuneCache::save`].
+    /// Reads a cache written by [`TuneCache::save`]: a regular file of at most
+    /// [`MAX_CACHE_BYTES`], every entry naming a known format, tactic and compiled STAGES
+    /// ([`TuneCache::validate`]).
     pub fn load(path: &Path) -> Result<TuneCache> {
-        let text = std::fs::read_to_string(path).map_err(|e| cache_error(path, e))?;
-        serde_json::from_str(&text).map_err(|e| cache_error(path, e))
+        use std::io::Read;
+        let file = crate::moe::checkpoint::open_regular_file(path).map_err(|problem| cache_error(path, problem))?;
+        let mut text = String::new();
+        file.take(MAX_CACHE_BYTES + 1).read_to_string(&mut text).map_err(|e| cache_error(path, e))?;
+        if text.len() as u64 > MAX_CACHE_BYTES {
+            return Err(cache_error(path, format!("larger than {MAX_CACHE_BYTES} bytes")));
+        }
+        let cache: TuneCache = serde_json::from_str(&text).map_err(|e| cache_error(path, e))?;
+        cache.validate().map_err(|problem| cache_error(path, problem))?;
+        Ok(cache)
+    }
+
+    /// Checks that every entry names a format, a tactic of the tile table and a STAGES that
+    /// tactic is compiled at; returns the first that does not, described.
+    pub fn validate(&self) -> std::result::Result<(), String> {
+        for (i, e) in self.entries.iter().enumerate() {
+            let problem = if !Fp4Format::ALL.iter().any(|f| f.name() == e.format) {
+                format!("unknown format {:?}", e.format)
+            } else {
+                match find_tactic(&e.tactic) {
+                    Err(_) => format!("unknown tactic {:?}", e.tactic),
+                    Ok(t) if !t.stages.contains(&e.stages) => {
+                        format!("{} is not compiled at STAGES={} (only {:?})", t.name, e.stages, t.stages)
+                    }
+                    Ok(_) => continue,
+                }
+            };
+            return Err(format!("entry {i} ({} groups={} n={} k={}): {problem}", e.format, e.groups, e.n, e.k));
+        }
+        Ok(())
     }
 
     /// Writes the cache as JSON.
@@ -123,6 +153,9 @@ impl TuneCache {
         std::fs::write(path, text).map_err(|e| cache_error(path, e))
     }
 }
+
+/// The largest tune cache [`TuneCache::load`] reads.
+pub const MAX_CACHE_BYTES: u64 = 64 << 20;
 
 fn cache_error(path: &Path, problem: impl std::fmt::Display) -> Error {
     Error::TuneCache { path: path.display().to_string(), problem: problem.to_string() }

@@ -148,3 +148,122 @@ fn malformed_files_give_typed_errors_naming_the_tensor() {
     }
     std::fs::remove_file(path).ok();
 }
+
+/// `good` with tensor `name`'s bytes changed by `edit`.
+fn edited(
+    good: &[(String, Dtype, Vec<usize>, Vec<u8>)],
+    name: &str,
+    edit: impl Fn(&mut Vec<u8>),
+) -> Vec<(String, Dtype, Vec<usize>, Vec<u8>)> {
+    let mut all = good.to_vec();
+    edit(&mut all.iter_mut().find(|t| t.0 == name).unwrap_or_else(|| panic!("no tensor {name}")).3);
+    all
+}
+
+#[test]
+fn values_the_kernels_cannot_use_are_refused_at_load() {
+    let p = "model.layers.0.mlp.";
+    let f32_at = |index: usize, value: f32| {
+        move |b: &mut Vec<u8>| b[4 * index..4 * index + 4].copy_from_slice(&value.to_le_bytes())
+    };
+
+    // MXFP4: an e8m0 code above 160, at index 5 of the file's [E, n, K/32] layout.
+    let mx = config(Fp4Format::Mxfp4);
+    let good = tensors(&write_layer(0, &random_moe_weights(&mx, 8)).unwrap());
+    let scales = format!("{p}experts.down_proj_scales");
+    let bad = edited(&good, &scales, |b| b[5] = 200);
+    expect_tensor_error(load_error(&bad, &mx), &scales, "element 5 is 0xc8");
+    // Non-finite router weights and biases, each named with its first bad element.
+    for (tensor, index, value) in [
+        (format!("{p}router.bias"), 2, f32::NAN),
+        (format!("{p}experts.gate_up_proj_bias"), 9, f32::INFINITY),
+        (format!("{p}experts.down_proj_bias"), 0, f32::NEG_INFINITY),
+    ] {
+        let bad = edited(&good, &tensor, f32_at(index, value));
+        expect_tensor_error(load_error(&bad, &mx), &tensor, &format!("element {index} is {value}"));
+    }
+    let router = format!("{p}router.weight");
+    let bad = edited(&good, &router, |b| b[6..8].copy_from_slice(&half::bf16::NAN.to_le_bytes()));
+    expect_tensor_error(load_error(&bad, &mx), &router, "element 3 is NaN");
+
+    // NVFP4: a negative e4m3 block scale, a NaN one, a NaN and a negative expert scale.
+    let nv = config(Fp4Format::Nvfp4);
+    let good = tensors(&write_layer(0, &random_moe_weights(&nv, 9)).unwrap());
+    let scales = format!("{p}experts.gate_up_proj_nvfp4_scales");
+    expect_tensor_error(load_error(&edited(&good, &scales, |b| b[11] = 0xB8), &nv), &scales, "element 11 is 0xb8");
+    expect_tensor_error(load_error(&edited(&good, &scales, |b| b[0] = 0x7F), &nv), &scales, "element 0 is 0x7f");
+    let expert = format!("{p}experts.down_proj_nvfp4_expert_scale");
+    for (index, value) in [(1, f32::NAN), (3, -2.0)] {
+        let bad = edited(&good, &expert, f32_at(index, value));
+        expect_tensor_error(load_error(&bad, &nv), &expert, &format!("element {index} is {value}"));
+    }
+}
+
+#[test]
+fn non_finite_dense_weights_are_refused_naming_the_tensor() {
+    let config = config(Fp4Format::Nvfp4);
+    let (e, h, i) = (config.experts, config.hidden, config.intermediate);
+    let mut all: Vec<_> = tensors(&write_layer(0, &random_moe_weights(&config, 10)).unwrap())
+        .into_iter()
+        .filter(|t| !t.0.contains("gate_up_proj_nvfp4"))
+        .collect();
+    let mut dense = vec![0.25f32; e * 2 * i * h];
+    dense[77] = f32::NAN;
+    let name = "model.layers.0.mlp.experts.gate_up_proj".to_string();
+    all.push((name.clone(), Dtype::F32, vec![e, 2 * i, h], dense.iter().flat_map(|x| x.to_le_bytes()).collect()));
+    expect_tensor_error(load_error(&all, &config), &name, "element 77 is NaN");
+}
+
+#[test]
+fn fifos_and_devices_are_refused_without_reading() {
+    let fifo = std::env::temp_dir().join(format!("stagefit-fifo-{}", std::process::id()));
+    let made = std::process::Command::new("mkfifo").arg(&fifo).status().is_ok_and(|s| s.success());
+    let mut paths = vec![PathBuf::from("/dev/zero")];
+    if made {
+        paths.push(fifo.clone());
+    }
+    for path in &paths {
+        match Checkpoint::open(path) {
+            Err(Error::Checkpoint { tensor, problem }) => {
+                assert_eq!(tensor, "<file>");
+                assert!(problem.contains("not a regular file"), "{problem}");
+            }
+            other => panic!("{}: expected a checkpoint error, got {:?}", path.display(), other.map(|_| ())),
+        }
+        match stagefit::tune::TuneCache::load(path) {
+            Err(Error::TuneCache { problem, .. }) => assert!(problem.contains("not a regular file"), "{problem}"),
+            other => panic!("{}: expected a tune-cache error, got {:?}", path.display(), other.map(|_| ())),
+        }
+    }
+    std::fs::remove_file(&fifo).ok();
+}
+
+#[test]
+fn mutated_files_never_panic() {
+    // Random byte mutations of a valid file: each opens and loads, or gives a typed error.
+    let config = config(Fp4Format::Mxfp4);
+    let good = write_layer(0, &random_moe_weights(&config, 11)).unwrap();
+    let header = u64::from_le_bytes(good[..8].try_into().unwrap()) as usize + 8;
+    let mut rng = stagefit::rng::SplitMix64::new(12);
+    let path = temp_file("mutated", &good);
+    let (mut loaded, mut refused) = (0, 0);
+    for round in 0..400 {
+        let mut bytes = good.clone();
+        for _ in 0..1 + rng.below(4) {
+            // Half the mutations hit the JSON header, where the structure lives.
+            let at = if round % 2 == 0 { rng.below(header) } else { rng.below(bytes.len()) };
+            bytes[at] = rng.below(256) as u8;
+        }
+        if rng.below(8) == 0 {
+            bytes.truncate(rng.below(bytes.len()));
+        }
+        std::fs::write(&path, &bytes).unwrap();
+        match Checkpoint::open(&path).and_then(|c| c.load_layer(0, &config)) {
+            Ok(_) => loaded += 1,
+            Err(Error::Checkpoint { .. } | Error::Scale { .. } | Error::BufferTooSmall { .. }) => refused += 1,
+            Err(other) => panic!("round {round}: unexpected error {other}"),
+        }
+    }
+    std::fs::remove_file(path).ok();
+    assert!(loaded > 0 && refused > 0, "{loaded} loaded, {refused} refused");
+}

@@ -1,5 +1,7 @@
 //! The `stagefit` command, run as a user would.
 
+mod common;
+
 use std::process::Command;
 
 use stagefit::device::driver_present;
@@ -61,7 +63,7 @@ fn bad_arguments_are_refused_with_usage() {
 #[test]
 fn info_without_a_gpu_points_to_plan() {
     if driver_present() {
-        println!("SKIPPED info_without_a_gpu_points_to_plan: this machine has a CUDA driver");
+        common::report_skip("info_without_a_gpu_points_to_plan", "this machine has a CUDA driver");
         return;
     }
     let out = stagefit(&["info"]);
@@ -72,7 +74,10 @@ fn info_without_a_gpu_points_to_plan() {
 #[test]
 fn info_on_a_gpu_shows_the_device_limit_and_plan() {
     if !driver_present() {
-        println!("SKIPPED info_on_a_gpu_shows_the_device_limit_and_plan: no CUDA driver (libcuda) on this machine");
+        common::report_skip(
+            "info_on_a_gpu_shows_the_device_limit_and_plan",
+            "no CUDA driver (libcuda) on this machine",
+        );
         return;
     }
     let out = stagefit(&["info", "--json"]);
@@ -81,4 +86,20 @@ fn info_on_a_gpu_shows_the_device_limit_and_plan() {
     let optin = json["device"]["smem_optin_per_block"].as_u64().unwrap();
     assert!(optin >= 49152);
     assert_eq!(json["plan"]["budget_bytes"], optin);
+}
+
+#[test]
+fn tune_and_bench_check_their_arguments_before_the_gpu() {
+    for (args, words) in [
+        (&["tune", "--out", "/nonexistent-dir/tuned.json"][..], "/nonexistent-dir/tuned.json"),
+        (&["tune", "--out", "tuned.json", "--preset", "llama"], "unknown preset \"llama\""),
+        (&["tune", "--out", "tuned.json", "--tokens", "8,x"], "--tokens takes numbers"),
+        (&["bench", "--json", "/nonexistent-dir/bench.json"], "/nonexistent-dir/bench.json"),
+    ] {
+        let out = stagefit(args);
+        assert!(!out.status.success(), "{args:?} succeeded");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(err.contains(words), "{args:?}: {err}");
+        assert!(!std::path::Path::new("tuned.json").exists(), "{args:?} left a file behind");
+    }
 }

@@ -22,7 +22,7 @@ fn demo(args: &[&str]) -> (bool, String, String) {
 #[test]
 fn without_a_gpu_the_demo_points_to_plan() {
     if driver_present() {
-        println!("SKIPPED without_a_gpu_the_demo_points_to_plan: this machine has a CUDA driver");
+        common::report_skip("without_a_gpu_the_demo_points_to_plan", "this machine has a CUDA driver");
         return;
     }
     let (ok, _, err) = demo(&[]);
@@ -42,7 +42,7 @@ fn bad_options_are_refused() {
 #[test]
 fn the_demo_runs_a_small_model_and_a_checkpoint() {
     if !driver_present() {
-        println!("SKIPPED the_demo_runs_a_small_model_and_a_checkpoint: no CUDA driver (libcuda) on this machine");
+        common::report_skip("the_demo_runs_a_small_model_and_a_checkpoint", "no CUDA driver (libcuda) on this machine");
         return;
     }
     let small = ["--layers", "2", "--prompt-tokens", "16", "--decode-steps", "4", "--verify"];

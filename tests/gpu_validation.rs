@@ -106,7 +106,7 @@ fn buffers_of_another_device_are_refused() {
     }
     let devices = CudaContext::device_count().unwrap();
     if devices < 2 {
-        println!("SKIPPED buffers_of_another_device_are_refused: {devices} GPU (needs 2)");
+        common::report_skip("buffers_of_another_device_are_refused", &format!("{devices} GPU (needs 2)"));
         return;
     }
     let (ctx0, ctx1) = (context(0).unwrap(), context(1).unwrap());

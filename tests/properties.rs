@@ -63,3 +63,80 @@ proptest! {
         }
     }
 }
+
+/// The rank order the router promises: NaN after every number, then larger first in the IEEE
+/// total order.
+fn ranks_before(a: f32, b: f32) -> bool {
+    match (a.is_nan(), b.is_nan()) {
+        (false, true) => true,
+        (true, _) => false,
+        (false, false) => a.total_cmp(&b) == std::cmp::Ordering::Greater,
+    }
+}
+
+proptest! {
+    #[test]
+    fn rank_keys_order_every_float_as_promised(a in any::<u32>(), b in any::<u32>()) {
+        use stagefit_kernels::routing::{key_logit, rank_key, ABSENT};
+        let (x, y) = (f32::from_bits(a), f32::from_bits(b));
+        prop_assert!(rank_key(x) > ABSENT);
+        prop_assert_eq!(rank_key(x) > rank_key(y), ranks_before(x, y), "{} vs {}", x, y);
+        let back = key_logit(rank_key(x));
+        prop_assert!(back.to_bits() == x.to_bits() || (x.is_nan() && back.is_nan()), "{} -> {}", x, back);
+    }
+
+    #[test]
+    fn the_reference_top_k_picks_distinct_experts_nan_last(
+        bits in proptest::collection::vec(any::<u32>(), 1..64),
+        k in 1usize..8,
+    ) {
+        let logits: Vec<f64> = bits.iter().map(|&b| f32::from_bits(b) as f64).collect();
+        let config = stagefit::moe::MoeConfig {
+            experts: logits.len(),
+            top_k: k.min(logits.len()),
+            hidden: 32,
+            intermediate: 32,
+            renormalize: true,
+            gate_up_layout: stagefit::moe::GateUpLayout::Concatenated,
+            activation: stagefit::moe::Activation::SwiGlu,
+            format: Fp4Format::Nvfp4,
+        };
+        let (ids, _) = stagefit::moe::reference::top_k(&config, &logits);
+        let mut seen = std::collections::HashSet::new();
+        for (r, &id) in ids.iter().enumerate() {
+            prop_assert!((id as usize) < logits.len() && seen.insert(id));
+            // Nothing left out ranks before a chosen expert.
+            for (e, &l) in logits.iter().enumerate() {
+                if !ids.contains(&(e as u32)) {
+                    let chosen = logits[id as usize] as f32;
+                    prop_assert!(!ranks_before(l as f32, chosen), "r={} id={} e={} ({} vs {})", r, id, e, l, chosen);
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn quantize_takes_any_bits_without_panicking(bits in proptest::collection::vec(any::<u32>(), 64), nv in any::<bool>()) {
+        let format = if nv { Fp4Format::Nvfp4 } else { Fp4Format::Mxfp4 };
+        let values: Vec<f32> = bits.iter().map(|&b| f32::from_bits(b)).collect();
+        match quantize(format, 1, 1, 64, &values) {
+            Ok(q) => {
+                prop_assert!(values.iter().all(|v| v.is_finite()));
+                prop_assert!(q.check_scales().is_ok());
+            }
+            Err(stagefit::Error::NonFinite { .. } | stagefit::Error::Scale { .. }) => {}
+            Err(other) => prop_assert!(false, "unexpected error {}", other),
+        }
+    }
+
+    #[test]
+    fn problem_checks_take_any_shape_without_panicking(
+        rows in any::<usize>(), groups in any::<usize>(), n in any::<usize>(), k in any::<usize>(),
+        a in any::<usize>(), c in any::<usize>(),
+    ) {
+        let problem = stagefit::heuristic::ProblemShape { rows, groups, n, k };
+        let offsets_len = groups.wrapping_add(1);
+        let _ = stagefit::gemm::check_problem(&problem, offsets_len, a, c);
+        let _ = stagefit::gemm::check_offsets(&[0, 1], groups, rows);
+    }
+}

@@ -9,15 +9,19 @@ use std::path::PathBuf;
 use std::process::Command;
 use std::sync::Mutex;
 
+mod common;
+
 use stagefit::{kernel_name, module_ptx, moe_module_ptx, Arch, Fp4Format, TACTICS};
 
-/// `ptxas` from `STAGEFIT_PTXAS`, `PATH`, or the `nvidia-cuda-nvcc` pip package.
-fn find_ptxas() -> PathBuf {
+/// `ptxas` from `STAGEFIT_PTXAS` (used as given, so a wrong path fails the tests: CI sets it),
+/// `PATH`, or the `nvidia-cuda-nvcc` pip package; `None` (the test then reports its skip)
+/// where none is found.
+fn find_ptxas(test: &str) -> Option<PathBuf> {
     if let Ok(path) = std::env::var("STAGEFIT_PTXAS") {
-        return PathBuf::from(path);
+        return Some(PathBuf::from(path));
     }
     if Command::new("ptxas").arg("--version").output().is_ok_and(|o| o.status.success()) {
-        return PathBuf::from("ptxas");
+        return Some(PathBuf::from("ptxas"));
     }
     let pip = Command::new("python3")
         .args(["-c", "import nvidia, os; print([p for p in nvidia.__path__][0])"])
@@ -27,10 +31,14 @@ fn find_ptxas() -> PathBuf {
         .map(|o| PathBuf::from(String::from_utf8_lossy(&o.stdout).trim()));
     for dir in pip.iter().flat_map(|d| ["cu13/bin/ptxas", "cuda_nvcc/bin/ptxas"].map(|p| d.join(p))) {
         if dir.is_file() {
-            return dir;
+            return Some(dir);
         }
     }
-    panic!("ptxas not found: install it with `pip install nvidia-cuda-nvcc` or set STAGEFIT_PTXAS");
+    common::report_skip(
+        test,
+        "no ptxas (install it with `pip install nvidia-cuda-nvcc` or set STAGEFIT_PTXAS; CI always does)",
+    );
+    None
 }
 
 /// What ptxas reported for one entry.
@@ -91,7 +99,7 @@ const MOE_KERNELS: [&str; 8] = ["router", "topk", "count", "scatter", "gather", 
 
 #[test]
 fn moe_kernels_assemble_without_spills() {
-    let ptxas = find_ptxas();
+    let Some(ptxas) = find_ptxas("moe_kernels_assemble_without_spills") else { return };
     let dir = std::env::temp_dir().join(format!("stagefit-ptxas-moe-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
     for arch in Arch::ALL {
@@ -109,7 +117,7 @@ fn moe_kernels_assemble_without_spills() {
 
 #[test]
 fn every_module_assembles_without_spills_or_static_shared_memory() {
-    let ptxas = find_ptxas();
+    let Some(ptxas) = find_ptxas("every_module_assembles_without_spills_or_static_shared_memory") else { return };
     let jobs: Vec<(Arch, Fp4Format, &stagefit::Tactic)> = Arch::ALL
         .into_iter()
         .flat_map(|arch| Fp4Format::ALL.into_iter().flat_map(move |f| TACTICS.iter().map(move |t| (arch, f, t))))

@@ -200,3 +200,97 @@ fn weights_beyond_the_mxfp4_scale_range_are_refused() {
     // NVFP4's per-expert scale absorbs any finite magnitude.
     assert!(quantize(Fp4Format::Nvfp4, 1, 2, 64, &w).is_ok());
 }
+
+#[test]
+fn sizes_that_would_wrap_are_refused() {
+    use stagefit::gemm::offsets_from_sizes;
+    // N = K = 3·2^31 with 2863311531 rows: the products wrap in 64 bits, and N, K in 32.
+    let huge = ProblemShape { rows: 2_863_311_531, groups: 1, n: 3 << 31, k: 3 << 31 };
+    assert!(matches!(check_problem(&huge, 2, 1 << 31, 1 << 31), Err(Error::Shape { what: "n", .. })));
+    let wide = ProblemShape { n: 16, ..huge };
+    assert!(matches!(check_problem(&wide, 2, 1 << 31, 1 << 31), Err(Error::Shape { what: "k", .. })));
+    // Group sizes whose total passes 2^32 - 1.
+    assert!(matches!(offsets_from_sizes(&[u32::MAX as usize, 1]), Err(Error::Shape { what: "rows", .. })));
+    assert!(matches!(offsets_from_sizes(&[1usize << 33]), Err(Error::Shape { what: "rows", .. })));
+    assert_eq!(offsets_from_sizes(&[u32::MAX as usize - 1, 1]).unwrap(), vec![0, u32::MAX - 1, u32::MAX]);
+    // No group count makes the offsets check overflow.
+    assert!(matches!(check_offsets(&[], usize::MAX, 0), Err(Error::Offsets(_))));
+    assert!(matches!(check_offsets(&[], 0, 0), Err(Error::Offsets(_))));
+    // Quantizing a shape whose element count overflows.
+    assert!(matches!(
+        stagefit::fp4::quantize(Fp4Format::Mxfp4, usize::MAX, 2, 64, &[]),
+        Err(Error::Shape { what: "groups", .. })
+    ));
+}
+
+#[test]
+fn activation_constants_and_widths_are_checked() {
+    for (limit, alpha, what) in
+        [(f32::NAN, 1.7, "limit"), (-1.0, 1.7, "limit"), (0.0, 1.7, "limit"), (7.0, f32::INFINITY, "alpha")]
+    {
+        let c = MoeConfig { activation: Activation::GptOss { limit, alpha }, ..moe(8, 2, 64, 64) };
+        match c.validate() {
+            Err(Error::Activation { what: w, .. }) => assert_eq!(w, what),
+            other => panic!("limit {limit}, alpha {alpha}: expected an activation error, got {other:?}"),
+        }
+    }
+    assert!(MoeConfig { activation: stagefit::moe::GPT_OSS, ..moe(8, 2, 64, 64) }.validate().is_ok());
+    let too_wide = |c: MoeConfig| matches!(c.validate(), Err(Error::Shape { .. }));
+    assert!(too_wide(moe(8, 2, (1 << 20) + 32, 64)));
+    assert!(too_wide(moe(8, 2, 64, usize::MAX - 31)));
+}
+
+#[test]
+fn nvfp4_weights_too_small_for_an_expert_scale_are_refused() {
+    let mut w = vec![0.0f32; 64];
+    w[3] = 1e-40;
+    match stagefit::fp4::quantize(Fp4Format::Nvfp4, 1, 1, 64, &w) {
+        Err(Error::Scale { buffer: "weights", index: 0, .. }) => {}
+        other => panic!("expected a scale error, got {other:?}"),
+    }
+    // An all-zero expert is fine: it quantizes exactly.
+    let q = stagefit::fp4::quantize(Fp4Format::Nvfp4, 1, 1, 64, &[0.0; 64]).unwrap();
+    assert!(q.dequantize().iter().all(|&x| x == 0.0));
+}
+
+#[test]
+fn a_tune_cache_naming_an_unknown_or_uncompiled_variant_is_refused() {
+    use stagefit::tune::{TuneCache, TuneEntry};
+    let entry = |tactic: &str, stages: usize| TuneEntry {
+        format: "mxfp4".into(),
+        groups: 32,
+        n: 5760,
+        k: 2880,
+        rows_bucket: 1,
+        tactic: tactic.into(),
+        stages,
+        time_us: 1.0,
+        heuristic: String::new(),
+        heuristic_us: 1.0,
+        timings: Vec::new(),
+    };
+    let cache = |entries| TuneCache {
+        device: "test".into(),
+        compute_capability: (9, 0),
+        driver_version: 13000,
+        smem_limit: 232448,
+        entries,
+    };
+    let path = std::env::temp_dir().join(format!("stagefit-tune-entries-{}.json", std::process::id()));
+    for (bad, words) in [
+        (entry("m7n7k7", 2), "entry 1 (mxfp4 groups=32 n=5760 k=2880): unknown tactic \"m7n7k7\""),
+        (
+            entry("m16n64k128w1x4", 99),
+            "entry 1 (mxfp4 groups=32 n=5760 k=2880): m16n64k128w1x4 is not compiled at STAGES=99",
+        ),
+    ] {
+        cache(vec![entry("m16n64k128w1x4", 2), bad]).save(&path).unwrap();
+        match TuneCache::load(&path) {
+            Err(Error::TuneCache { problem, .. }) => assert!(problem.contains(words), "{problem}"),
+            other => panic!("expected a tune-cache error, got {:?}", other.map(|_| ())),
+        }
+    }
+    cache(vec![entry("m16n64k128w1x4", 2)]).save(&path).unwrap();
+    assert!(TuneCache::load(&path).is_ok());
+    std::fs::remove_file(path).ok();
+}

@@ -154,7 +154,7 @@ fn info_command(options: &Options) -> Result<(), String> {
     let gemm = GroupedGemm::new(&ctx, options.bytes).map_err(|e| e.to_string())?;
     let info = gemm.device().clone();
     let limit = gemm.limit();
-    let plan = report(gemm.arch(), limit.bytes(), &gemm.plan());
+    let plan = report(gemm.arch(), limit.bytes(), gemm.plan());
     if options.json {
         let out = InfoReport { device: info, plan };
         println!("{}", serde_json::to_string_pretty(&out).map_err(|e| e.to_string())?);
@@ -222,6 +222,9 @@ fn bench_command(options: &Options) -> Result<(), String> {
             .transpose()
             .map_err(|e| e.to_string())?,
     };
+    if let Some(path) = get("--json") {
+        check_writable(path)?;
+    }
     if get("--no-cublas").is_none() && !bench.cublas {
         eprintln!("stagefit bench: libcublas not found (set LD_LIBRARY_PATH); running without the cuBLAS baseline");
     }
@@ -296,7 +299,21 @@ fn tune_command(options: &Options) -> Result<(), String> {
         b => Some(b.parse::<usize>().map_err(|_| format!("--budget takes device or a byte count, not {b:?}"))?),
     };
     let reps: usize = get("--reps").unwrap_or("5").parse().map_err(|_| "--reps takes a number")?;
+    // Every argument is checked, and the output opened, before the first GPU call.
     let all = presets();
+    let chosen = list("--preset", "gpt-oss-20b,gpt-oss-120b,qwen3-30b-a3b,mixtral-8x7b")
+        .iter()
+        .map(|name| all.iter().find(|p| p.name == name).ok_or(format!("unknown preset {name:?}")))
+        .collect::<Result<Vec<_>, _>>()?;
+    let formats = list("--format", "mxfp4")
+        .iter()
+        .map(|f| Fp4Format::ALL.into_iter().find(|x| x.name() == f).ok_or(format!("unknown format {f:?}")))
+        .collect::<Result<Vec<_>, _>>()?;
+    let token_counts = list("--tokens", "1,8,32,128,512,2048")
+        .iter()
+        .map(|t| t.parse::<usize>().map_err(|_| format!("--tokens takes numbers, not {t:?}")))
+        .collect::<Result<Vec<_>, _>>()?;
+    check_writable(out)?;
     let ctx = stagefit::device::context(0).map_err(|e| e.to_string())?;
     let stream = ctx.new_stream().map_err(|e| e.to_string())?;
     let gemm = GroupedGemm::new(&ctx, budget).map_err(|e| e.to_string())?;
@@ -306,14 +323,11 @@ fn tune_command(options: &Options) -> Result<(), String> {
         "{:<13} {:<7} {:>5} {:<5} {:<22} {:>9} {:<22} {:>9} {:>6}",
         "preset", "proj", "tok", "fmt", "heuristic", "us", "tuned", "us", "ratio"
     );
-    for name in list("--preset", "gpt-oss-20b,gpt-oss-120b,qwen3-30b-a3b,mixtral-8x7b") {
-        let preset = all.iter().find(|p| p.name == name).ok_or(format!("unknown preset {name:?}"))?;
-        let c = &preset.config;
-        for f in list("--format", "mxfp4") {
-            let format = Fp4Format::ALL.into_iter().find(|x| x.name() == f).ok_or(format!("unknown format {f:?}"))?;
+    for preset in chosen {
+        let (name, c) = (preset.name, &preset.config);
+        for &format in &formats {
             for (proj, n, k) in [("gate_up", 2 * c.intermediate, c.hidden), ("down", c.hidden, c.intermediate)] {
-                for t in list("--tokens", "1,8,32,128,512,2048") {
-                    let tokens: usize = t.parse().map_err(|_| format!("--tokens takes numbers, not {t:?}"))?;
+                for &tokens in &token_counts {
                     let e = tune_problem(&gemm, &stream, format, (c.experts, c.top_k, tokens), (n, k), reps)
                         .map_err(|e| e.to_string())?;
                     let ratio = e.heuristic_us / e.time_us;
@@ -338,6 +352,17 @@ fn tune_command(options: &Options) -> Result<(), String> {
     }
     println!("heuristic within 10% of the tuned best on {within} of {total} problems; cache written to {out}");
     cache.save(out.as_ref()).map_err(|e| e.to_string())
+}
+
+/// Refuses an output path that cannot be written, before any GPU work; a file this check
+/// creates is removed again.
+fn check_writable(path: &str) -> Result<(), String> {
+    let existed = std::path::Path::new(path).exists();
+    std::fs::OpenOptions::new().append(true).create(true).open(path).map_err(|e| format!("{path}: {e}"))?;
+    if !existed {
+        std::fs::remove_file(path).map_err(|e| format!("{path}: {e}"))?;
+    }
+    Ok(())
 }
 
 fn overhead_command(options: &Options) -> Result<(), String> {
@@ -378,31 +403,33 @@ fn overhead_command(options: &Options) -> Result<(), String> {
 
 fn selftest_command(options: &Options) -> Result<(), String> {
     use stagefit::rng::SplitMix64;
-    use stagefit::selftest::{all_variant_cases, random_case, run_case, Outcome};
+    use stagefit::selftest::{all_variant_cases, random_case, Outcome, Runner};
     let get = |name: &str| options.lists.iter().rev().find(|(n, _)| n == name).map(|(_, v)| v.as_str());
     let number = |name: &str, default: &str| -> Result<u64, String> {
         get(name).unwrap_or(default).parse().map_err(|_| format!("{name} takes a number"))
     };
     let seed = number("--seed", "1")?;
-    let cases = if get("--all-variants").is_some() {
-        all_variant_cases()
+    // Random cases are drawn one at a time, so any count costs no memory up front.
+    let (count, cases): (u64, Box<dyn Iterator<Item = stagefit::selftest::Case>>) = if get("--all-variants").is_some() {
+        let all = all_variant_cases();
+        (all.len() as u64, Box::new(all.into_iter()))
     } else {
+        let count = number("--cases", "200")?;
         let mut rng = SplitMix64::new(seed);
-        (0..number("--cases", "200")?).map(|_| random_case(&mut rng)).collect()
+        (count, Box::new((0..count).map(move |_| random_case(&mut rng))))
     };
     let ctx = stagefit::device::context(0).map_err(|e| e.to_string())?;
-    let stream = ctx.new_stream().map_err(|e| e.to_string())?;
+    let mut runner = Runner::new(ctx.new_stream().map_err(|e| e.to_string())?);
     let (mut passed, mut refused, mut failed, mut worst) = (0, 0, 0, 0f64);
     let started = std::time::Instant::now();
-    for (i, case) in cases.iter().enumerate() {
+    for (i, case) in cases.enumerate() {
         if i > 0 && i % 250 == 0 {
             println!(
-                "selftest: {i} of {} cases so far ({:.0} s): {passed} passed, {refused} refused, {failed} failed",
-                cases.len(),
+                "selftest: {i} of {count} cases so far ({:.0} s): {passed} passed, {refused} refused, {failed} failed",
                 started.elapsed().as_secs_f64()
             );
         }
-        match run_case(&stream, case, seed.wrapping_mul(1_000_003) + i as u64).map_err(|e| e.to_string())? {
+        match runner.run(&case, seed.wrapping_mul(1_000_003).wrapping_add(i as u64)).map_err(|e| e.to_string())? {
             Outcome::Pass(_, cmp) => {
                 passed += 1;
                 worst = worst.max(cmp.max_rel_err);
@@ -415,8 +442,7 @@ fn selftest_command(options: &Options) -> Result<(), String> {
         }
     }
     println!(
-        "selftest: {} cases, {passed} passed, {refused} refused over budget, {failed} failed; worst max_rel_err {worst:.3e}",
-        cases.len()
+        "selftest: {count} cases, {passed} passed, {refused} refused over budget, {failed} failed; worst max_rel_err {worst:.3e}"
     );
     if failed > 0 {
         return Err(format!("{failed} selftest cases failed"));

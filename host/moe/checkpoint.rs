@@ -29,6 +29,23 @@ use crate::moe::config::MoeConfig;
 use crate::moe::weights::MoeLayerWeights;
 use crate::Fp4Format;
 
+/// Opens `path` for reading if it is a regular file: anything else (a FIFO, which would block
+/// the open, or a device, which never ends) is refused with a message naming the path.
+pub(crate) fn open_regular_file(path: &Path) -> std::result::Result<std::fs::File, String> {
+    let not_regular = || format!("{}: not a regular file", path.display());
+    let metadata = std::fs::metadata(path).map_err(|e| format!("{}: {e}", path.display()))?;
+    if !metadata.is_file() {
+        return Err(not_regular());
+    }
+    let file = std::fs::File::open(path).map_err(|e| format!("{}: {e}", path.display()))?;
+    // The path may have been replaced between the two looks: check what was opened.
+    match file.metadata() {
+        Ok(m) if m.is_file() => Ok(file),
+        Ok(_) => Err(not_regular()),
+        Err(e) => Err(format!("{}: {e}", path.display())),
+    }
+}
+
 fn bad(tensor: &str, problem: impl Into<String>) -> Error {
     Error::Checkpoint { tensor: tensor.to_string(), problem: problem.into() }
 }
@@ -39,9 +56,10 @@ pub struct Checkpoint {
 }
 
 impl Checkpoint {
-    /// Opens `path`.
+    /// Opens `path`, which must be a regular file (a FIFO or a device such as `/dev/zero`
+    /// is refused before it is read).
     pub fn open(path: &Path) -> Result<Checkpoint> {
-        let file = std::fs::File::open(path).map_err(|e| bad("<file>", format!("{}: {e}", path.display())))?;
+        let file = open_regular_file(path).map_err(|problem| bad("<file>", problem))?;
         // SAFETY: the map is read-only; a file changed underneath it while loading is outside
         // what this loader promises (as for any reader of a file being rewritten).
         let map =
@@ -128,14 +146,30 @@ impl Reader<'_> {
         self.bytes(short, shape)?.ok_or_else(|| bad(&self.name(short), "missing"))
     }
 
-    /// A bf16 or f32 tensor as f32s.
+    /// A bf16 or f32 tensor as f32s, every value finite (refused naming the first that is not).
     fn floats(&self, short: &str, shape: &[usize]) -> Result<Option<Vec<f32>>> {
         let Some(view) = self.view(short, &[Dtype::BF16, Dtype::F32], shape)? else { return Ok(None) };
         let data = view.data();
-        Ok(Some(match view.dtype() {
+        let values: Vec<f32> = match view.dtype() {
             Dtype::BF16 => data.chunks_exact(2).map(|b| bf16::from_le_bytes([b[0], b[1]]).to_f32()).collect(),
             _ => data.chunks_exact(4).map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]])).collect(),
-        }))
+        };
+        if let Some(index) = values.iter().position(|v| !v.is_finite()) {
+            return Err(bad(&self.name(short), format!("element {index} is {}: values must be finite", values[index])));
+        }
+        Ok(Some(values))
+    }
+
+    /// Refuses the first block-scale byte of `format` that the kernels cannot use; `index` is
+    /// its position in the tensor as stored.
+    fn check_scale_bytes(&self, short: &str, format: Fp4Format, scales: &[u8]) -> Result<()> {
+        match scales.iter().enumerate().find_map(|(i, &b)| crate::fp4::scale_byte_problem(format, b).map(|r| (i, r))) {
+            None => Ok(()),
+            Some((index, requirement)) => Err(bad(
+                &self.name(short),
+                format!("element {index} is {:#04x}: it must be {requirement}", scales[index]),
+            )),
+        }
     }
 
     /// One projection's expert weights (`[E, n, k]`) in whichever layout is present.
@@ -153,6 +187,7 @@ impl Reader<'_> {
                 return Err(format_mismatch(Fp4Format::Mxfp4));
             }
             let scales = self.required_bytes(&experts("_scales"), &[e, n, k / 32])?;
+            self.check_scale_bytes(&experts("_scales"), Fp4Format::Mxfp4, &scales)?;
             // [E][n][k/32] -> the kernels' [E][k/32][n].
             let blocks = k / 32;
             let mut reordered = vec![0u8; scales.len()];
@@ -178,17 +213,29 @@ impl Reader<'_> {
                 return Err(format_mismatch(Fp4Format::Nvfp4));
             }
             let scales = self.required_bytes(&experts("_nvfp4_scales"), &[e, k / 16, n])?;
-            let expert_scales = self
-                .view(&experts("_nvfp4_expert_scale"), &[Dtype::F32], &[e])?
-                .ok_or_else(|| bad(&self.name(&experts("_nvfp4_expert_scale")), "missing"))?
+            self.check_scale_bytes(&experts("_nvfp4_scales"), Fp4Format::Nvfp4, &scales)?;
+            let expert_scale = experts("_nvfp4_expert_scale");
+            let expert_scales: Vec<f32> = self
+                .view(&expert_scale, &[Dtype::F32], &[e])?
+                .ok_or_else(|| bad(&self.name(&expert_scale), "missing"))?
                 .data()
                 .chunks_exact(4)
                 .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
                 .collect();
+            if let Some(index) = expert_scales.iter().position(|s| !s.is_finite() || *s < 0.0) {
+                return Err(bad(
+                    &self.name(&expert_scale),
+                    format!(
+                        "element {index} is {}: expert scales must be finite and non-negative",
+                        expert_scales[index]
+                    ),
+                ));
+            }
             return Ok(QuantizedWeights { format: Fp4Format::Nvfp4, groups: e, n, k, codes, scales, expert_scales });
         }
         if let Some(dense) = self.floats(&experts(""), &[e, n, k])? {
-            return quantize(config.format, e, n, k, &dense);
+            return quantize(config.format, e, n, k, &dense)
+                .map_err(|err| bad(&self.name(&experts("")), err.to_string()));
         }
         Err(bad(
             &self.name(&experts("")),

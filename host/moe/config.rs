@@ -94,8 +94,11 @@ pub fn presets() -> Vec<Preset> {
     ]
 }
 
+/// The largest hidden and intermediate size a layer may have.
+pub const MAX_WIDTH: usize = 1 << 20;
+
 impl MoeConfig {
-    /// Checks the sizes against what the kernels support.
+    /// Checks the sizes against what the kernels support, and the activation's constants.
     pub fn validate(&self) -> Result<()> {
         let shape = |what, value, requirement| Err(Error::Shape { what, value, requirement });
         if self.experts == 0 || self.experts > stagefit_kernels::params::MAX_EXPERTS {
@@ -104,13 +107,25 @@ impl MoeConfig {
         if self.top_k == 0 || self.top_k > stagefit_kernels::params::MAX_TOP_K.min(self.experts) {
             return shape("top_k", self.top_k, "between 1 and min(8, experts)");
         }
-        if self.hidden == 0 || self.hidden % 32 != 0 {
-            return shape("hidden", self.hidden, "a positive multiple of 32");
+        if self.hidden == 0 || self.hidden % 32 != 0 || self.hidden > MAX_WIDTH {
+            return shape("hidden", self.hidden, "a positive multiple of 32, at most 2^20");
         }
-        if self.intermediate == 0 || self.intermediate % 32 != 0 {
-            return shape("intermediate", self.intermediate, "a positive multiple of 32");
+        if self.intermediate == 0 || self.intermediate % 32 != 0 || self.intermediate > MAX_WIDTH {
+            return shape("intermediate", self.intermediate, "a positive multiple of 32, at most 2^20");
+        }
+        if let Activation::GptOss { limit, alpha } = self.activation {
+            for (what, value) in [("limit", limit), ("alpha", alpha)] {
+                if !(value.is_finite() && value > 0.0) {
+                    return Err(Error::Activation { what, value });
+                }
+            }
         }
         Ok(())
+    }
+
+    /// E, k, H, I and format in one line, for messages.
+    pub fn shape_summary(&self) -> String {
+        format!("E={} k={} H={} I={} {}", self.experts, self.top_k, self.hidden, self.intermediate, self.format.name())
     }
 
     /// The kernels' gate/up layout id.

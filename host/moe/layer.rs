@@ -31,9 +31,13 @@ pub struct MoeLayer {
     down_bias: CudaSlice<f32>,
 }
 
-/// Device buffers for `forward` on up to `max_tokens` tokens, allocated once.
+/// Device buffers for `forward` on up to `max_tokens` tokens of layers shaped like the config
+/// it was made for, allocated once. `forward` refuses a layer or token count whose buffers it
+/// cannot hold before launching anything.
 pub struct MoeWorkspace {
     max_tokens: usize,
+    /// The config it was sized for (for error messages).
+    sized_for: MoeConfig,
     logits: CudaSlice<f32>,
     topk_ids: CudaSlice<u32>,
     topk_w: CudaSlice<f32>,
@@ -45,6 +49,51 @@ pub struct MoeWorkspace {
     h1: CudaSlice<bf16>,
     a2: CudaSlice<bf16>,
     h2: CudaSlice<bf16>,
+}
+
+/// Elements of each workspace buffer that `tokens` tokens of a layer shaped like a config
+/// need: what [`MoeWorkspace::new`] allocates and what `forward` checks, computed once.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct WorkspaceLengths {
+    /// `logits`: T·E.
+    logits: usize,
+    /// `topk_ids`, `topk_w`, `perm_src`, `perm_dst`: T·k routed rows.
+    rows: usize,
+    /// `counts`: E.
+    counts: usize,
+    /// `offsets`: E + 1.
+    offsets: usize,
+    /// `a_perm`, `h2`: T·k·H.
+    hidden_rows: usize,
+    /// `h1`: T·k·2I.
+    gate_up_rows: usize,
+    /// `a2`: T·k·I.
+    act_rows: usize,
+}
+
+impl WorkspaceLengths {
+    /// The lengths for `tokens` tokens of `config` (validated); refused where routed rows
+    /// exceed the kernels' 32-bit row indices or a size overflows an address.
+    fn new(config: &MoeConfig, tokens: usize) -> Result<WorkspaceLengths> {
+        let (e, k, h, i) = (config.experts, config.top_k, config.hidden, config.intermediate);
+        let too_many = |requirement| Error::Shape { what: "tokens", value: tokens, requirement };
+        let rows = tokens
+            .checked_mul(k)
+            .filter(|&rows| rows <= u32::MAX as usize)
+            .ok_or_else(|| too_many("tokens · top_k at most 2^32 - 1 (the kernels' row indices)"))?;
+        let times = |a: usize, b: usize| {
+            a.checked_mul(b).ok_or_else(|| too_many("buffers of tokens · top_k rows that fit an address"))
+        };
+        Ok(WorkspaceLengths {
+            logits: times(tokens, e)?,
+            rows,
+            counts: e,
+            offsets: e + 1,
+            hidden_rows: times(rows, h)?,
+            gate_up_rows: times(rows, times(2, i)?)?,
+            act_rows: times(rows, i)?,
+        })
+    }
 }
 
 /// The routing of the last `forward`, copied back to the host.
@@ -135,13 +184,7 @@ impl MoeEngine {
     ) -> Result<ForwardVariants> {
         let c = &layer.config;
         let (h, i, k) = (c.hidden, c.intermediate, c.top_k);
-        if tokens > ws.max_tokens {
-            return Err(Error::Shape {
-                what: "tokens",
-                value: tokens,
-                requirement: "at most the workspace's max_tokens",
-            });
-        }
+        ws.check_holds(c, tokens)?;
         for (buffer, needed, actual) in [("x", tokens * h, x.len()), ("out", tokens * h, out.len())] {
             if actual < needed {
                 return Err(Error::BufferTooSmall { buffer, needed, actual });
@@ -190,9 +233,10 @@ impl MoeEngine {
             p.perm_src = src;
             p.perm_dst = dst;
             p.a_perm = a_perm;
-            // SAFETY: each buffer above is a live allocation of this context sized for
-            // `max_tokens >= tokens` (workspace) or checked against the config (`upload`,
-            // `random_layer`) and `x`'s length was checked above; the config was validated.
+            // SAFETY: each buffer above is a live allocation of this context: the workspace's
+            // hold what `tokens` tokens of this config need (`check_holds`), the layer's were
+            // checked against the config (`upload`, `random_layer`), and `x`'s length was
+            // checked above; the config was validated.
             unsafe {
                 for op in [MoeOp::Router, MoeOp::TopK, MoeOp::Count, MoeOp::Scatter, MoeOp::Gather] {
                     self.kernels.launch(stream, op, &p)?;
@@ -211,7 +255,7 @@ impl MoeEngine {
             let (h1, _g3) = ws.h1.device_ptr(stream);
             let (a2, _g4) = ws.a2.device_ptr_mut(stream);
             let q = MoeParams { perm_src: src, topk_ids: ids, gate_up_bias: gub, h1, a2, ..p };
-            // SAFETY: as above; `h1` and `a2` are workspace buffers of `max_tokens·k` rows.
+            // SAFETY: as above; `h1` and `a2` hold `tokens·k` rows (`check_holds`).
             unsafe { self.kernels.launch(stream, MoeOp::Activate, &q)? };
         }
         let down = self.gemm.run(
@@ -260,42 +304,74 @@ impl MoeWorkspace {
     /// refused; one the device cannot hold comes back as the driver's out-of-memory error.
     pub fn new(stream: &Arc<CudaStream>, config: &MoeConfig, max_tokens: usize) -> Result<MoeWorkspace> {
         config.validate()?;
-        let (t, e, k, h, i) = (max_tokens.max(1), config.experts, config.top_k, config.hidden, config.intermediate);
-        let too_many = |requirement| Error::Shape { what: "max_tokens", value: max_tokens, requirement };
-        let rows = t
-            .checked_mul(k)
-            .filter(|&rows| rows <= u32::MAX as usize)
-            .ok_or_else(|| too_many("max_tokens · top_k at most 2^32 - 1 (the kernels' row indices)"))?;
-        let rows_times = |width: usize| {
-            rows.checked_mul(width).ok_or_else(|| too_many("buffers of max_tokens · top_k rows that fit an address"))
-        };
-        let (hidden_elems, act_elems) = (rows_times(h)?, rows_times(i)?);
-        let gate_up_elems = act_elems
-            .checked_mul(2)
-            .ok_or_else(|| too_many("buffers of max_tokens · top_k rows that fit an address"))?;
+        let n = WorkspaceLengths::new(config, max_tokens.max(1)).map_err(|e| match e {
+            Error::Shape { value, requirement, .. } => Error::Shape { what: "max_tokens", value, requirement },
+            other => other,
+        })?;
+        let alloc_u32 = |len: usize| stream.alloc_zeros::<u32>(len).during("allocating the workspace");
+        let alloc_f32 = |len: usize| stream.alloc_zeros::<f32>(len).during("allocating the workspace");
+        let alloc_bf16 = |len: usize| stream.alloc_zeros::<bf16>(len).during("allocating the workspace");
         Ok(MoeWorkspace {
             max_tokens,
-            logits: stream.alloc_zeros(t * e).during("allocating the workspace")?,
-            topk_ids: stream.alloc_zeros(rows).during("allocating the workspace")?,
-            topk_w: stream.alloc_zeros(rows).during("allocating the workspace")?,
-            counts: stream.alloc_zeros(e).during("allocating the workspace")?,
-            offsets: stream.alloc_zeros(e + 1).during("allocating the workspace")?,
-            perm_src: stream.alloc_zeros(rows).during("allocating the workspace")?,
-            perm_dst: stream.alloc_zeros(rows).during("allocating the workspace")?,
-            a_perm: stream.alloc_zeros(hidden_elems).during("allocating the workspace")?,
-            h1: stream.alloc_zeros(gate_up_elems).during("allocating the workspace")?,
-            a2: stream.alloc_zeros(act_elems).during("allocating the workspace")?,
-            h2: stream.alloc_zeros(hidden_elems).during("allocating the workspace")?,
+            sized_for: config.clone(),
+            logits: alloc_f32(n.logits)?,
+            topk_ids: alloc_u32(n.rows)?,
+            topk_w: alloc_f32(n.rows)?,
+            counts: alloc_u32(n.counts)?,
+            offsets: alloc_u32(n.offsets)?,
+            perm_src: alloc_u32(n.rows)?,
+            perm_dst: alloc_u32(n.rows)?,
+            a_perm: alloc_bf16(n.hidden_rows)?,
+            h1: alloc_bf16(n.gate_up_rows)?,
+            a2: alloc_bf16(n.act_rows)?,
+            h2: alloc_bf16(n.hidden_rows)?,
         })
     }
 
-    /// The most tokens one `forward` may take.
+    /// The most tokens one `forward` of a layer shaped like the workspace's config may take.
     pub fn max_tokens(&self) -> usize {
         self.max_tokens
     }
 
+    /// Refuses `tokens` tokens of a layer shaped like `config` unless every buffer holds what
+    /// they need: the check `forward` makes before any launch.
+    pub fn check_holds(&self, config: &MoeConfig, tokens: usize) -> Result<()> {
+        if tokens > self.max_tokens {
+            return Err(Error::Shape {
+                what: "tokens",
+                value: tokens,
+                requirement: "at most the workspace's max_tokens",
+            });
+        }
+        let n = WorkspaceLengths::new(config, tokens)?;
+        let holds = [
+            ("logits", n.logits, self.logits.len()),
+            ("topk_ids", n.rows, self.topk_ids.len()),
+            ("topk_w", n.rows, self.topk_w.len()),
+            ("counts", n.counts, self.counts.len()),
+            ("offsets", n.offsets, self.offsets.len()),
+            ("perm_src", n.rows, self.perm_src.len()),
+            ("perm_dst", n.rows, self.perm_dst.len()),
+            ("a_perm", n.hidden_rows, self.a_perm.len()),
+            ("h1", n.gate_up_rows, self.h1.len()),
+            ("a2", n.act_rows, self.a2.len()),
+            ("h2", n.hidden_rows, self.h2.len()),
+        ];
+        match holds.iter().find(|(_, needed, actual)| needed > actual) {
+            None => Ok(()),
+            Some(&(buffer, needed, actual)) => Err(Error::Workspace {
+                buffer,
+                needed,
+                actual,
+                asked: format!("{tokens} tokens of {}", config.shape_summary()),
+                sized_for: format!("{} tokens of {}", self.max_tokens, self.sized_for.shape_summary()),
+            }),
+        }
+    }
+
     /// The routing and permutation of the last `forward` of `tokens` tokens with `config`.
     pub fn routing(&self, stream: &Arc<CudaStream>, tokens: usize, config: &MoeConfig) -> Result<Routing> {
+        self.check_holds(config, tokens)?;
         let n = tokens * config.top_k;
         let get = |s: &CudaSlice<u32>, len: usize| -> Result<Vec<u32>> {
             Ok(stream.clone_dtoh(s).during("downloading the routing")?[..len].to_vec())

@@ -19,10 +19,15 @@ pub fn router_logits(config: &MoeConfig, w: &MoeLayerWeights, x: &[bf16], tokens
     logits
 }
 
-/// Top-k experts of one token's logits (ties to the lower index) and their combine weights.
+/// Top-k experts of one token's logits and their combine weights: larger logits first in the
+/// IEEE total order, NaN after every number, ties to the lower index (the kernels' rule,
+/// `stagefit_kernels::routing`).
 pub fn top_k(config: &MoeConfig, logits: &[f64]) -> (Vec<u32>, Vec<f64>) {
     let mut order: Vec<usize> = (0..logits.len()).collect();
-    order.sort_by(|&a, &b| logits[b].total_cmp(&logits[a]).then(a.cmp(&b)));
+    order.sort_by(|&a, &b| {
+        let (la, lb) = (logits[a], logits[b]);
+        la.is_nan().cmp(&lb.is_nan()).then(lb.total_cmp(&la)).then(a.cmp(&b))
+    });
     let ids: Vec<u32> = order[..config.top_k].iter().map(|&i| i as u32).collect();
     let max_all = logits[order[0]];
     let denominator: f64 = if config.renormalize {

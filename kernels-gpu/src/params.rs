@@ -10,7 +10,8 @@
 /// - `w_scales`: u8 `[groups, k/block, n]` (block 16 e4m3 for NVFP4, 32 e8m0 for MXFP4):
 ///   scale-row major, so that one K-block's scales for consecutive `n` are contiguous;
 /// - `expert_scales`: f32 `[groups]` (NVFP4; ignored for MXFP4);
-/// - `offsets`: u32 `[groups + 1]`, non-decreasing, `offsets[0] == 0`;
+/// - `offsets`: u32 `[groups + 1]`, non-decreasing, `offsets[0] == 0`, `offsets[groups] == rows`
+///   (other values cannot take the kernel outside `a` and `c`: see `device::scheduler::group_rows`);
 /// - `c`: bf16 `[offsets[groups], n]`, row-major.
 #[repr(C)]
 #[derive(Clone, Copy, Default, PartialEq, Eq)]
@@ -34,7 +35,7 @@ pub struct GroupedGemmParams {
     pub k: u32,
     /// Number of groups (experts).
     pub groups: u32,
-    /// Rows of `a` and `c`: the kernel traps if `offsets[groups]` exceeds it.
+    /// Rows of `a` and `c`: every group is clamped to them, whatever `offsets` holds.
     pub rows: u32,
 }
 

@@ -31,7 +31,7 @@ pub use stagefit::gemm::offsets_from_sizes;
 /// varies by expert and by row (so block scales differ), never zero.
 pub fn random_problem(name: &str, format: Fp4Format, sizes: &[usize], n: usize, k: usize, seed: u64) -> HostProblem {
     let mut rng = SplitMix64::new(seed);
-    let offsets = offsets_from_sizes(sizes);
+    let offsets = offsets_from_sizes(sizes).expect("group sizes that fit 32 bits");
     let rows = *offsets.last().unwrap() as usize;
     let a: Vec<bf16> = (0..rows * k).map(|_| bf16::from_f32(rng.uniform(-1.0, 1.0))).collect();
     let groups = sizes.len();
@@ -72,11 +72,19 @@ pub fn random_moe_weights(config: &stagefit::moe::MoeConfig, seed: u64) -> stage
     }
 }
 
-/// Whether to skip a GPU test here: prints the reason where no CUDA driver is present.
+/// Reports a skipped test on the terminal. libtest captures `println!`/`eprintln!` of passing
+/// tests, so the line goes straight to the process's stderr, where `cargo test` shows it.
+pub fn report_skip(test: &str, reason: &str) {
+    use std::io::Write;
+    let _ = writeln!(std::io::stderr().lock(), "SKIPPED {test}: {reason}");
+}
+
+/// Whether to skip a GPU test here: reports the skip (see [`report_skip`]) where no CUDA
+/// driver is present.
 pub fn skip_without_gpu(test: &str) -> bool {
     if stagefit::device::driver_present() {
         return false;
     }
-    println!("SKIPPED {test}: no CUDA driver (libcuda) on this machine");
+    report_skip(test, "no CUDA driver (libcuda) on this machine");
     true
 }

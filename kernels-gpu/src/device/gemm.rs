@@ -68,25 +68,25 @@ pub unsafe fn grouped_gemm<
     let table = smem + layout.tile_table as u32;
     let n_tiles = (p.n as usize).div_ceil(tile.bn()) as u32;
     if tid < 32 {
-        build_tile_table(table, p.offsets, groups, tile.bm() as u32, n_tiles, tid);
+        build_tile_table(table, p.offsets, groups, p.rows, tile.bm() as u32, n_tiles, tid);
     }
     sync_threads();
 
-    // Offsets past the buffers the host sized would make every block read and write out of
-    // bounds: stop instead.
-    if groups > 0 && ld_global_nc_u32(p.offsets + 4 * groups as u64) > p.rows {
-        trap();
-    }
     let total = total_tiles(table);
     let mut linear = _block_idx_x();
     while linear < total {
         let group = find_group(table, groups, linear);
-        let (row_begin, rows) = group_rows(p.offsets, group);
-        let m_tiles = rows.div_ceil(tile.bm() as u32);
-        let local = linear - ld_shared_u32(table + 4 * group as u32);
+        let (row_begin, rows) = group_rows(p.offsets, group, p.rows);
         // A group that owns this tile has rows, so m_tiles >= 1; `max` lets the compiler see it.
-        let m_tiles = m_tiles.max(1);
+        let m_tiles = rows.div_ceil(tile.bm() as u32).max(1);
+        let local = linear.wrapping_sub(ld_shared_u32(table + 4 * group as u32));
         let (n_tile, m_tile) = (local / m_tiles, local % m_tiles);
+        linear += _grid_dim_x();
+        // Only a table whose sums wrapped (overlapping groups) can name a column tile past N,
+        // or a tile of a group with no rows: skip those rather than touch memory past W or C.
+        if n_tile >= n_tiles || rows == 0 {
+            continue;
+        }
         let row_in_group = m_tile as usize * tile.bm();
         let job = TileJob {
             group,
@@ -96,7 +96,6 @@ pub unsafe fn grouped_gemm<
         };
         let acc = mainloop::<FMT, WARPS_M, WARPS_N, MMA_M, MMA_N, BK, STAGES>(p, &layout, smem, job, tid);
         epilogue::<FMT, WARPS_N, MMA_M, MMA_N>(p, job, &acc, tid);
-        linear += _grid_dim_x();
     }
 }
 

@@ -8,6 +8,7 @@ use core::arch::nvptx::{_block_idx_x, _grid_dim_x, _thread_idx_x};
 
 use super::ptx::*;
 use crate::params::{activation, gate_up, FillParams, MoeParams, MAX_EXPERTS, MAX_TOP_K, MOE_BLOCK, MOE_SCRATCH_BYTES};
+use crate::routing::{key_logit, rank_key, ABSENT};
 
 const WARPS: usize = MOE_BLOCK / 32;
 /// Scratch slot (after the per-warp counts) holding an expert's first permuted row.
@@ -78,8 +79,14 @@ pub unsafe fn router(p: &MoeParams) {
     }
 }
 
-/// Top-k experts of each token (ties to the lower expert index) and their combine weights:
-/// the softmax of the k chosen logits (`renormalize`) or of all logits. One warp per token.
+/// Top-k experts of each token and their combine weights: the softmax of the k chosen logits
+/// (`renormalize`) or of all logits. One warp per token.
+///
+/// Experts are ranked by [`rank_key`]: NaN logits rank last and ties go to the lower expert
+/// index, so every id written is below `experts` whatever the logits hold. NaN logits in a
+/// token's softmax (the chosen ones with `renormalize`, else all), or chosen logits that are
+/// all −inf, give that token NaN combine weights and so a NaN output row; other tokens are
+/// unaffected.
 ///
 /// # Safety
 /// Pointers and shapes as documented on [`MoeParams`]; `experts <= 256`, `top_k <= 8`,
@@ -91,27 +98,29 @@ pub unsafe fn topk(p: &MoeParams) {
         return;
     }
     const PER_LANE: usize = MAX_EXPERTS / 32;
-    let mut vals = [f32::NEG_INFINITY; PER_LANE];
+    let mut keys = [ABSENT; PER_LANE];
     let mut j = 0;
     while j < PER_LANE {
         let e = lane + 32 * j;
         if e < experts {
-            vals[j] = f32::from_bits(ld_global_nc_u32(p.logits + 4 * (t * experts + e) as u64));
+            keys[j] = rank_key(f32::from_bits(ld_global_nc_u32(p.logits + 4 * (t * experts + e) as u64)));
         }
         j += 1;
     }
     let mut local_max = f32::NEG_INFINITY;
     let mut j = 0;
     while j < PER_LANE {
-        local_max = local_max.max(vals[j]);
+        if keys[j] != ABSENT {
+            local_max = local_max.max(key_logit(keys[j]));
+        }
         j += 1;
     }
     let max_all = warp_max(local_max);
     let mut local_sum = 0.0f32;
     let mut j = 0;
     while j < PER_LANE {
-        if lane + 32 * j < experts {
-            local_sum += exp_approx(vals[j] - max_all);
+        if keys[j] != ABSENT {
+            local_sum += exp_approx(key_logit(keys[j]) - max_all);
         }
         j += 1;
     }
@@ -122,19 +131,21 @@ pub unsafe fn topk(p: &MoeParams) {
     let mut r = 0;
     while r < MAX_TOP_K {
         if r < k {
-            // This lane's best remaining logit, then the warp's (lower index wins ties).
-            let (mut v, mut e) = (f32::NEG_INFINITY, u32::MAX);
+            // This lane's best remaining key, then the warp's (lower index wins ties). At least
+            // `experts - r >= 1` entries are still present, all with keys above ABSENT, so the
+            // winner is a real expert.
+            let (mut v, mut e) = (ABSENT, u32::MAX);
             let mut j = 0;
             while j < PER_LANE {
-                if vals[j] > v {
-                    v = vals[j];
+                if keys[j] > v {
+                    v = keys[j];
                     e = (lane + 32 * j) as u32;
                 }
                 j += 1;
             }
             let mut m = 16;
             while m > 0 {
-                let (ov, oe) = (f32::from_bits(shfl_xor(v.to_bits(), m)), shfl_xor(e, m));
+                let (ov, oe) = (shfl_xor(v, m), shfl_xor(e, m));
                 if ov > v || (ov == v && oe < e) {
                     v = ov;
                     e = oe;
@@ -144,11 +155,11 @@ pub unsafe fn topk(p: &MoeParams) {
             let mut j = 0;
             while j < PER_LANE {
                 if (lane + 32 * j) as u32 == e {
-                    vals[j] = f32::NEG_INFINITY;
+                    keys[j] = ABSENT;
                 }
                 j += 1;
             }
-            chosen[r] = v;
+            chosen[r] = key_logit(v);
             ids[r] = e;
         }
         r += 1;

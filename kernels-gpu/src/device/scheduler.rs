@@ -9,33 +9,39 @@ use crate::layout::MAX_GROUPS;
 
 const GROUPS_PER_LANE: usize = MAX_GROUPS / 32;
 
-/// Rows of group `g`; 0 if the offsets decrease (the host rejects such offsets).
+/// First row and row count of group `g`: `[offsets[g], offsets[g+1]) ∩ [0, rows)`, empty if
+/// the offsets decrease. Whatever the offsets hold, a group's rows lie inside the `rows` rows
+/// of A and C that the host sized (with input checks on, the host refuses such offsets before
+/// the launch).
 ///
 /// # Safety
 /// `offsets` must point to at least `g + 2` readable u32 values.
 #[inline(always)]
-pub unsafe fn group_rows(offsets: u64, g: usize) -> (u32, u32) {
-    let begin = ld_global_nc_u32(offsets + 4 * g as u64);
-    let end = ld_global_nc_u32(offsets + 4 * (g as u64 + 1));
+pub unsafe fn group_rows(offsets: u64, g: usize, rows: u32) -> (u32, u32) {
+    let begin = ld_global_nc_u32(offsets + 4 * g as u64).min(rows);
+    let end = ld_global_nc_u32(offsets + 4 * (g as u64 + 1)).min(rows);
     (begin, end.saturating_sub(begin))
 }
 
-/// Fills the tile table. Called by all 32 lanes of one warp; the caller syncs the block after.
+/// Fills the tile table for groups clamped to `rows` rows (see [`group_rows`]). Called by all
+/// 32 lanes of one warp; the caller syncs the block after. Sums wrap rather than trap: only
+/// overlapping groups (offsets the host would refuse) can exceed 2^32 tiles, and the caller
+/// keeps every tile it derives inside the problem.
 ///
 /// # Safety
 /// `table` must be the layout's tile-table region; `offsets` must hold `groups + 1` values and
 /// `groups <= MAX_GROUPS`.
 #[inline(always)]
-pub unsafe fn build_tile_table(table: u32, offsets: u64, groups: usize, bm: u32, n_tiles: u32, lane: usize) {
+pub unsafe fn build_tile_table(table: u32, offsets: u64, groups: usize, rows: u32, bm: u32, n_tiles: u32, lane: usize) {
     let first = lane * GROUPS_PER_LANE;
     let mut counts = [0u32; GROUPS_PER_LANE];
     let mut lane_total = 0u32;
     let mut j = 0;
     while j < GROUPS_PER_LANE {
         if first + j < groups {
-            let (_, rows) = group_rows(offsets, first + j);
-            counts[j] = rows.div_ceil(bm) * n_tiles;
-            lane_total += counts[j];
+            let (_, group_rows) = group_rows(offsets, first + j, rows);
+            counts[j] = group_rows.div_ceil(bm).wrapping_mul(n_tiles);
+            lane_total = lane_total.wrapping_add(counts[j]);
         }
         j += 1;
     }
@@ -45,15 +51,15 @@ pub unsafe fn build_tile_table(table: u32, offsets: u64, groups: usize, bm: u32,
     while delta < 32 {
         let below = shfl_up(inclusive, delta);
         if lane as u32 >= delta {
-            inclusive += below;
+            inclusive = inclusive.wrapping_add(below);
         }
         delta *= 2;
     }
-    let mut running = inclusive - lane_total;
+    let mut running = inclusive.wrapping_sub(lane_total);
     let mut j = 0;
     while j < GROUPS_PER_LANE {
         st_shared_u32(table + 4 * (first + j) as u32, running);
-        running += counts[j];
+        running = running.wrapping_add(counts[j]);
         j += 1;
     }
     if lane == 31 {
