@@ -324,6 +324,8 @@ pub fn run(options: &BenchOptions, mut progress: impl FnMut(&BenchRow)) -> Resul
     let probe = GroupedGemm::new(&ctx, None)?;
     let device = probe.device().clone();
     let kernels = MoeKernels::load(&ctx, probe.arch())?;
+    // Budgets at which the tune cache does not apply (said once each).
+    let mut untuned_budgets = std::collections::HashSet::new();
     // cuBLAS may not allocate while a graph is captured: give it its own workspace.
     let workspace = stream.alloc_zeros::<u8>(CUBLAS_WORKSPACE_BYTES).during("allocating the cuBLAS workspace")?;
     let blas = if options.cublas {
@@ -388,7 +390,23 @@ pub fn run(options: &BenchOptions, mut progress: impl FnMut(&BenchRow)) -> Resul
                                 Some(cache) if cache.fits(gemm.device(), gemm.limit().bytes()) => {
                                     gemm.with_tuning(cache.clone())?
                                 }
-                                _ => gemm,
+                                Some(cache) => {
+                                    if untuned_budgets.insert(budget) {
+                                        eprintln!(
+                                            "stagefit bench: the tune cache was made for {} (cc {:?}, driver {}, limit {}), not {} (cc {:?}, driver {}) at limit {}: the heuristic chooses instead",
+                                            cache.device,
+                                            cache.compute_capability,
+                                            cache.driver_version,
+                                            cache.smem_limit,
+                                            gemm.device().name,
+                                            gemm.device().compute_capability,
+                                            gemm.device().driver_version,
+                                            gemm.limit().bytes()
+                                        );
+                                    }
+                                    gemm
+                                }
+                                None => gemm,
                             };
                             let mut variant = None;
                             let us = median_us(&ctx, &stream, options.reps, |i| {
