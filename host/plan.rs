@@ -1,9 +1,10 @@
 //! Eligibility: which STAGES each tactic can run at under a shared-memory limit.
 //!
-//! This module only decides what *fits*; [`crate::heuristic`] decides what is *preferred*.
+//! This module only decides what *fits*; `heuristic` decides what is *preferred*.
 
 use serde::Serialize;
 
+use crate::error::{Error, Result};
 use crate::{SmemLayout, Tactic, TACTICS};
 
 /// Where a shared-memory limit comes from, and how large it is.
@@ -114,4 +115,9 @@ impl StagePolicy {
 /// real limit. Returns whether the tactic would still launch under `limit_bytes`.
 pub fn family_max_policy_fits(tactic: &Tactic, limit_bytes: usize) -> bool {
     StagePolicy::FixedFamilyMax.stages(tactic, limit_bytes, 0).is_some()
+}
+
+/// The tactic called `name`.
+pub fn find_tactic(name: &str) -> Result<&'static Tactic> {
+    TACTICS.iter().find(|t| t.name == name).ok_or_else(|| Error::UnknownVariant(format!("no tactic named {name}")))
 }

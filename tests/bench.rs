@@ -1,6 +1,6 @@
 //! The bench's routing model (CPU side).
 
-use stagefit::bench::{group_sizes, Routing};
+use stagefit::tools::bench::{group_sizes, Routing};
 
 #[test]
 fn every_token_gets_top_k_distinct_experts() {

@@ -230,7 +230,7 @@ fn fifos_and_devices_are_refused_without_reading() {
             }
             other => panic!("{}: expected a checkpoint error, got {:?}", path.display(), other.map(|_| ())),
         }
-        match stagefit::tune::TuneCache::load(path) {
+        match stagefit::tuned::TuneCache::load(path) {
             Err(Error::TuneCache { problem, .. }) => assert!(problem.contains("not a regular file"), "{problem}"),
             other => panic!("{}: expected a tune-cache error, got {:?}", path.display(), other.map(|_| ())),
         }

@@ -10,10 +10,9 @@ mod common;
 use std::fmt::Write as _;
 use std::sync::Arc;
 
-use common::{random_problem, skip_without_gpu, HostProblem};
+use common::{gpu, random_problem, HostProblem};
 use cudarc::driver::CudaStream;
 use half::bf16;
-use stagefit::device::context;
 use stagefit::reference::compare;
 use stagefit::{DeviceWeights, Error, Fp4Format, GroupedGemm, GroupedGemmArgs, TacticChoice, Variant, TACTICS};
 
@@ -50,11 +49,7 @@ fn run_once(
 
 #[test]
 fn every_tactic_budget_and_format_matches_the_reference() {
-    if skip_without_gpu("every_tactic_budget_and_format_matches_the_reference") {
-        return;
-    }
-    let ctx = context(0).unwrap();
-    let stream = ctx.default_stream();
+    let Some((ctx, stream)) = gpu("every_tactic_budget_and_format_matches_the_reference") else { return };
     let mut report = String::from("format tactic budget problem stages smem_bytes max_rel_err norm_rel_err\n");
     // (tactic, budget) -> (stages, bytes, worst max_rel_err) for the summary.
     let mut summary: Vec<(String, usize, String, f64)> = Vec::new();
@@ -134,27 +129,18 @@ fn every_tactic_budget_and_format_matches_the_reference() {
 
 #[test]
 fn over_budget_variants_are_refused_before_the_driver() {
-    if skip_without_gpu("over_budget_variants_are_refused_before_the_driver") {
-        return;
-    }
-    let ctx = context(0).unwrap();
+    let Some((ctx, stream)) = gpu("over_budget_variants_are_refused_before_the_driver") else { return };
     let gemm = GroupedGemm::new(&ctx, None).unwrap();
     let optin = gemm.device().smem_optin_per_block;
     // One byte more than the device allows.
-    let too_big = Variant {
-        tactic: "m128n256k64w2x4",
-        tile: (128, 256, 64),
-        stages: 8,
-        dynamic_smem_bytes: optin + 1,
-        static_smem_bytes: 0,
-    };
+    let tactic = stagefit::find_tactic("m128n256k64w2x4").unwrap();
+    let too_big = Variant { dynamic_smem_bytes: optin + 1, ..Variant::new(tactic, 8, 0) };
     match gemm.check_fits(&too_big) {
         Err(Error::SharedMemory { needed, available, .. }) => assert_eq!((needed, available), (optin + 1, optin)),
         other => panic!("expected a shared-memory refusal, got {other:?}"),
     }
     // A forced variant deeper than a GB10 budget allows is refused with the typed error.
     let small = GroupedGemm::new(&ctx, Some(101376)).unwrap();
-    let stream = ctx.default_stream();
     let p = random_problem("small", Fp4Format::Mxfp4, &[5, 3], 256, 256, 7);
     let w = DeviceWeights::upload(&stream, &p.weights).unwrap();
     match run_once(&small, &stream, &p, &w, TacticChoice::Variant { tactic: "m128n256k64w2x4", stages: 8 }) {
@@ -176,10 +162,7 @@ fn one_handle_serves_several_threads_and_streams() {
     fn send_and_sync<T: Send + Sync>() {}
     send_and_sync::<GroupedGemm>();
     send_and_sync::<DeviceWeights>();
-    if skip_without_gpu("one_handle_serves_several_threads_and_streams") {
-        return;
-    }
-    let ctx = context(0).unwrap();
+    let Some((ctx, _)) = gpu("one_handle_serves_several_threads_and_streams") else { return };
     let gemm = GroupedGemm::new(&ctx, Some(101376)).unwrap();
     let problems: Vec<HostProblem> = (0..4)
         .map(|i| {

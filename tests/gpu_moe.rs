@@ -4,7 +4,7 @@
 
 mod common;
 
-use common::{random_moe_weights, skip_without_gpu};
+use common::{gpu, random_moe_weights};
 use half::bf16;
 use stagefit::device::context;
 use stagefit::moe::checkpoint::{write_layer, Checkpoint};
@@ -113,14 +113,14 @@ fn check_weights(
     let cmp = compare(&out, &expected);
     println!(
         "{name}: T={tokens} empty experts={empty} near-ties={near_ties} gate_up={} S={} down={} S={} max_rel_err={:.3e} norm_rel_err={:.3e}",
-        variants.gate_up.tactic, variants.gate_up.stages, variants.down.tactic, variants.down.stages, cmp.max_rel_err, cmp.norm_rel_err
+        variants.gate_up.tactic.name, variants.gate_up.stages, variants.down.tactic.name, variants.down.stages, cmp.max_rel_err, cmp.norm_rel_err
     );
     assert!(cmp.non_finite == 0 && cmp.max_rel_err < 3e-2 && cmp.norm_rel_err < 1e-2, "{name}: {cmp:?}");
 }
 
 #[test]
 fn gpt_oss_style_layer_matches_the_reference() {
-    if skip_without_gpu("gpt_oss_style_layer_matches_the_reference") {
+    if gpu("gpt_oss_style_layer_matches_the_reference").is_none() {
         return;
     }
     check_layer("gpt-oss-like, few tokens (empty experts)", &gpt_oss_like(16), 3, None, None);
@@ -131,7 +131,7 @@ fn gpt_oss_style_layer_matches_the_reference() {
 
 #[test]
 fn swiglu_layer_matches_the_reference() {
-    if skip_without_gpu("swiglu_layer_matches_the_reference") {
+    if gpu("swiglu_layer_matches_the_reference").is_none() {
         return;
     }
     check_layer("swiglu, odd tokens", &swiglu_like(), 37, None, None);
@@ -141,7 +141,7 @@ fn swiglu_layer_matches_the_reference() {
 
 #[test]
 fn a_layer_loaded_from_a_gpt_oss_layout_file_runs() {
-    if skip_without_gpu("a_layer_loaded_from_a_gpt_oss_layout_file_runs") {
+    if gpu("a_layer_loaded_from_a_gpt_oss_layout_file_runs").is_none() {
         return;
     }
     let config = gpt_oss_like(32);
@@ -154,12 +154,8 @@ fn a_layer_loaded_from_a_gpt_oss_layout_file_runs() {
 
 #[test]
 fn bad_device_inputs_get_typed_errors() {
-    if skip_without_gpu("bad_device_inputs_get_typed_errors") {
-        return;
-    }
     use stagefit::{DeviceWeights, Error, GroupedGemm, GroupedGemmArgs};
-    let ctx = context(0).unwrap();
-    let stream = ctx.default_stream();
+    let Some((ctx, stream)) = gpu("bad_device_inputs_get_typed_errors") else { return };
     // Weight buffers shorter than their shape.
     let codes = stream.alloc_zeros::<u8>(16 * 64 / 2 - 1).unwrap();
     let scales = stream.alloc_zeros::<u8>(64 / 16 * 16).unwrap();

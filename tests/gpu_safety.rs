@@ -11,10 +11,9 @@ mod common;
 
 use std::sync::Arc;
 
-use common::{random_moe_weights, random_problem, skip_without_gpu};
+use common::{gpu, random_moe_weights, random_problem};
 use cudarc::driver::{CudaSlice, CudaStream};
 use half::bf16;
-use stagefit::device::context;
 use stagefit::moe::{reference, GateUpLayout, MoeConfig, MoeEngine, MoeWorkspace, GPT_OSS};
 use stagefit::plan::StagePolicy;
 use stagefit::reference::{compare, grouped_gemm};
@@ -47,11 +46,7 @@ const POISON: u16 = 0x7FC1;
 
 #[test]
 fn bad_offsets_with_checks_off_stay_inside_the_rows() {
-    if skip_without_gpu("bad_offsets_with_checks_off_stay_inside_the_rows") {
-        return;
-    }
-    let ctx = context(0).unwrap();
-    let stream = ctx.default_stream();
+    let Some((ctx, stream)) = gpu("bad_offsets_with_checks_off_stay_inside_the_rows") else { return };
     let gemm = GroupedGemm::new(&ctx, None).unwrap().with_input_checks(false);
     let (n, k, rows) = (64, 128, 8usize);
     for format in Fp4Format::ALL {
@@ -131,11 +126,7 @@ fn small_gpt_oss(experts: usize, top_k: usize) -> MoeConfig {
 
 #[test]
 fn nan_and_infinite_inputs_route_inside_the_experts() {
-    if skip_without_gpu("nan_and_infinite_inputs_route_inside_the_experts") {
-        return;
-    }
-    let ctx = context(0).unwrap();
-    let stream = ctx.default_stream();
+    let Some((ctx, stream)) = gpu("nan_and_infinite_inputs_route_inside_the_experts") else { return };
     let config = small_gpt_oss(32, 4);
     let (e, h, k, tokens) = (config.experts, config.hidden, config.top_k, 6);
     let mut weights = random_moe_weights(&config, 51);
@@ -178,11 +169,7 @@ fn nan_and_infinite_inputs_route_inside_the_experts() {
 
 #[test]
 fn a_workspace_for_another_layer_is_refused_before_any_launch() {
-    if skip_without_gpu("a_workspace_for_another_layer_is_refused_before_any_launch") {
-        return;
-    }
-    let ctx = context(0).unwrap();
-    let stream = ctx.default_stream();
+    let Some((ctx, stream)) = gpu("a_workspace_for_another_layer_is_refused_before_any_launch") else { return };
     let engine = MoeEngine::new(&ctx, None, StagePolicy::RunTime).unwrap();
     let (small, large) = (small_gpt_oss(8, 2), small_gpt_oss(128, 8));
     let layer = engine.random_layer(&stream, &large, 61).unwrap();

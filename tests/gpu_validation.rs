@@ -6,7 +6,7 @@
 
 mod common;
 
-use common::{random_problem, skip_without_gpu};
+use common::{gpu, random_problem};
 use cudarc::driver::CudaContext;
 use half::bf16;
 use stagefit::device::context;
@@ -16,11 +16,7 @@ use stagefit::{DeviceWeights, Error, Fp4Format, GroupedGemm, GroupedGemmArgs, Ta
 
 #[test]
 fn device_offsets_and_scales_are_checked_on_request() {
-    if skip_without_gpu("device_offsets_and_scales_are_checked_on_request") {
-        return;
-    }
-    let ctx = context(0).unwrap();
-    let stream = ctx.default_stream();
+    let Some((ctx, stream)) = gpu("device_offsets_and_scales_are_checked_on_request") else { return };
     let gemm = GroupedGemm::new(&ctx, None).unwrap().with_input_checks(true);
     let p = random_problem("checked", Fp4Format::Nvfp4, &[3, 2], 32, 64, 3);
     let weights = DeviceWeights::upload(&stream, &p.weights).unwrap();
@@ -70,11 +66,7 @@ fn device_offsets_and_scales_are_checked_on_request() {
 
 #[test]
 fn out_of_memory_and_oversized_workspaces_are_errors() {
-    if skip_without_gpu("out_of_memory_and_oversized_workspaces_are_errors") {
-        return;
-    }
-    let ctx = context(0).unwrap();
-    let stream = ctx.default_stream();
+    let Some((ctx, stream)) = gpu("out_of_memory_and_oversized_workspaces_are_errors") else { return };
     let config: MoeConfig = presets().into_iter().find(|p| p.name == "gpt-oss-20b").unwrap().config;
     // Rows past the kernels' 32-bit indices are refused before any allocation.
     match MoeWorkspace::new(&stream, &config, usize::MAX / 2) {
@@ -101,7 +93,7 @@ fn out_of_memory_and_oversized_workspaces_are_errors() {
 
 #[test]
 fn buffers_of_another_device_are_refused() {
-    if skip_without_gpu("buffers_of_another_device_are_refused") {
+    if gpu("buffers_of_another_device_are_refused").is_none() {
         return;
     }
     let devices = CudaContext::device_count().unwrap();

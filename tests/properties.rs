@@ -56,8 +56,8 @@ proptest! {
     #[test]
     fn routing_assigns_each_token_to_distinct_experts(experts in 1usize..64, k in 1usize..8, tokens in 0usize..300, seed in any::<u64>()) {
         let k = k.min(experts);
-        for routing in [stagefit::bench::Routing::Uniform, stagefit::bench::Routing::Zipf] {
-            let sizes = stagefit::bench::group_sizes(experts, k, tokens, routing, seed);
+        for routing in [stagefit::tools::bench::Routing::Uniform, stagefit::tools::bench::Routing::Zipf] {
+            let sizes = stagefit::tools::bench::group_sizes(experts, k, tokens, routing, seed);
             prop_assert_eq!(sizes.iter().sum::<usize>(), tokens * k);
             prop_assert!(sizes.iter().all(|&s| s <= tokens));
         }

@@ -4,7 +4,8 @@
 mod common;
 
 use stagefit::device::DeviceInfo;
-use stagefit::gemm::{check_offsets, check_problem, find_tactic};
+use stagefit::find_tactic;
+use stagefit::gemm::{check_offsets, check_problem};
 use stagefit::heuristic::ProblemShape;
 use stagefit::moe::{Activation, GateUpLayout, MoeConfig};
 use stagefit::{Error, Fp4Format};
@@ -149,13 +150,13 @@ fn unknown_tactics_are_refused() {
 #[test]
 fn a_missing_or_malformed_tune_cache_is_refused() {
     let missing = std::path::Path::new("/nonexistent/stagefit-tune.json");
-    assert!(matches!(stagefit::tune::TuneCache::load(missing), Err(Error::TuneCache { .. })));
+    assert!(matches!(stagefit::tuned::TuneCache::load(missing), Err(Error::TuneCache { .. })));
     let bad = std::env::temp_dir().join(format!("stagefit-bad-tune-{}.json", std::process::id()));
     std::fs::write(&bad, "{ not json").unwrap();
-    assert!(matches!(stagefit::tune::TuneCache::load(&bad), Err(Error::TuneCache { .. })));
+    assert!(matches!(stagefit::tuned::TuneCache::load(&bad), Err(Error::TuneCache { .. })));
     std::fs::remove_file(bad).ok();
     // A cache made elsewhere does not fit this device, driver or limit.
-    let cache = stagefit::tune::TuneCache {
+    let cache = stagefit::tuned::TuneCache {
         device: "test".into(),
         compute_capability: (12, 1),
         driver_version: 13000,
@@ -255,7 +256,7 @@ fn nvfp4_weights_too_small_for_an_expert_scale_are_refused() {
 
 #[test]
 fn a_tune_cache_naming_an_unknown_or_uncompiled_variant_is_refused() {
-    use stagefit::tune::{TuneCache, TuneEntry};
+    use stagefit::tuned::{TuneCache, TuneEntry};
     let entry = |tactic: &str, stages: usize| TuneEntry {
         format: "mxfp4".into(),
         groups: 32,

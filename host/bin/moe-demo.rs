@@ -145,7 +145,7 @@ fn print_variants(phase: &str, v: &ForwardVariants) {
     for (name, x) in [("gate_up", &v.gate_up), ("down", &v.down)] {
         println!(
             "  {phase:<8} {name:<8} tactic {:<18} STAGES {}  {} bytes of shared memory",
-            x.tactic,
+            x.tactic.name,
             x.stages,
             x.smem_bytes()
         );

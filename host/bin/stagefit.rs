@@ -4,7 +4,7 @@
 //! - `stagefit plan --arch ARCH [--smem-limit BYTES] [--json]`: the plan for an architecture
 //!   and shared-memory limit, with no GPU needed;
 //! - `stagefit bench [...]`: the grouped GEMM timed on MoE shapes against the device's copy
-//!   bandwidth, its bf16 rate and cuBLAS (see `stagefit::bench`);
+//!   bandwidth, its bf16 rate and cuBLAS (see `stagefit::tools::bench`);
 //! - `stagefit tune`, `stagefit selftest`, `stagefit overhead`: autotuning, random cases
 //!   against the CPU reference, and the host cost of a call (see the modules of those names).
 
@@ -175,8 +175,8 @@ fn info_command(options: &Options) -> Result<(), String> {
 }
 
 fn bench_command(options: &Options) -> Result<(), String> {
-    use stagefit::bench::{cublas_present, run, BenchOptions, Routing};
     use stagefit::moe::presets;
+    use stagefit::tools::bench::{cublas_present, run, BenchOptions, Routing};
     use stagefit::Fp4Format;
     let get = |name: &str| options.lists.iter().rev().find(|(n, _)| n == name).map(|(_, v)| v.as_str());
     let list = |name: &str, default: &str| -> Vec<String> {
@@ -218,7 +218,7 @@ fn bench_command(options: &Options) -> Result<(), String> {
         cublas: get("--no-cublas").is_none() && cublas_present(),
         tactic: get("--tactic").map(str::to_string),
         tuned: get("--tuned")
-            .map(|p| stagefit::tune::TuneCache::load(p.as_ref()))
+            .map(|p| stagefit::tuned::TuneCache::load(p.as_ref()))
             .transpose()
             .map_err(|e| e.to_string())?,
     };
@@ -287,8 +287,8 @@ fn bench_command(options: &Options) -> Result<(), String> {
 
 fn tune_command(options: &Options) -> Result<(), String> {
     use stagefit::moe::presets;
-    use stagefit::tune::{tune_problem, TuneCache};
     use stagefit::Fp4Format;
+    use stagefit::{tools::tune::tune_problem, tuned::TuneCache};
     let get = |name: &str| options.lists.iter().rev().find(|(n, _)| n == name).map(|(_, v)| v.as_str());
     let list = |name: &str, default: &str| -> Vec<String> {
         get(name).unwrap_or(default).split(',').map(str::to_string).collect()
@@ -317,7 +317,7 @@ fn tune_command(options: &Options) -> Result<(), String> {
     let ctx = stagefit::device::context(0).map_err(|e| e.to_string())?;
     let stream = ctx.new_stream().map_err(|e| e.to_string())?;
     let gemm = GroupedGemm::new(&ctx, budget).map_err(|e| e.to_string())?;
-    let mut cache = TuneCache::for_handle(&gemm);
+    let mut cache = TuneCache::empty(gemm.device(), gemm.limit().bytes());
     let (mut within, mut total) = (0, 0);
     println!(
         "{:<13} {:<7} {:>5} {:<5} {:<22} {:>9} {:<22} {:>9} {:>6}",
@@ -368,7 +368,7 @@ fn check_writable(path: &str) -> Result<(), String> {
 fn overhead_command(options: &Options) -> Result<(), String> {
     let get = |name: &str| options.lists.iter().rev().find(|(n, _)| n == name).map(|(_, v)| v.as_str());
     let calls = get("--calls").unwrap_or("2000").parse().map_err(|_| "--calls takes a number".to_string())?;
-    let r = stagefit::overhead::measure(calls).map_err(|e| e.to_string())?;
+    let r = stagefit::tools::overhead::measure(calls).map_err(|e| e.to_string())?;
     if options.json {
         println!("{}", serde_json::to_string_pretty(&r).map_err(|e| e.to_string())?);
         return Ok(());
@@ -394,7 +394,7 @@ fn overhead_command(options: &Options) -> Result<(), String> {
     println!(
         "kernel time per call: eager {:.1} us, in a CUDA graph of {} calls {:.1} us; graph output bit-identical: {}",
         r.eager_us,
-        stagefit::overhead::GRAPH_CALLS,
+        stagefit::tools::overhead::GRAPH_CALLS,
         r.graph_us_per_call,
         r.graph_output_identical
     );
@@ -403,21 +403,22 @@ fn overhead_command(options: &Options) -> Result<(), String> {
 
 fn selftest_command(options: &Options) -> Result<(), String> {
     use stagefit::rng::SplitMix64;
-    use stagefit::selftest::{all_variant_cases, random_case, Outcome, Runner};
+    use stagefit::tools::selftest::{all_variant_cases, random_case, Outcome, Runner};
     let get = |name: &str| options.lists.iter().rev().find(|(n, _)| n == name).map(|(_, v)| v.as_str());
     let number = |name: &str, default: &str| -> Result<u64, String> {
         get(name).unwrap_or(default).parse().map_err(|_| format!("{name} takes a number"))
     };
     let seed = number("--seed", "1")?;
     // Random cases are drawn one at a time, so any count costs no memory up front.
-    let (count, cases): (u64, Box<dyn Iterator<Item = stagefit::selftest::Case>>) = if get("--all-variants").is_some() {
-        let all = all_variant_cases();
-        (all.len() as u64, Box::new(all.into_iter()))
-    } else {
-        let count = number("--cases", "200")?;
-        let mut rng = SplitMix64::new(seed);
-        (count, Box::new((0..count).map(move |_| random_case(&mut rng))))
-    };
+    let (count, cases): (u64, Box<dyn Iterator<Item = stagefit::tools::selftest::Case>>) =
+        if get("--all-variants").is_some() {
+            let all = all_variant_cases();
+            (all.len() as u64, Box::new(all.into_iter()))
+        } else {
+            let count = number("--cases", "200")?;
+            let mut rng = SplitMix64::new(seed);
+            (count, Box::new((0..count).map(move |_| random_case(&mut rng))))
+        };
     let ctx = stagefit::device::context(0).map_err(|e| e.to_string())?;
     let mut runner = Runner::new(ctx.new_stream().map_err(|e| e.to_string())?);
     let (mut passed, mut refused, mut failed, mut worst) = (0, 0, 0, 0f64);

@@ -29,23 +29,6 @@ use crate::moe::config::MoeConfig;
 use crate::moe::weights::MoeLayerWeights;
 use crate::Fp4Format;
 
-/// Opens `path` for reading if it is a regular file: anything else (a FIFO, which would block
-/// the open, or a device, which never ends) is refused with a message naming the path.
-pub(crate) fn open_regular_file(path: &Path) -> std::result::Result<std::fs::File, String> {
-    let not_regular = || format!("{}: not a regular file", path.display());
-    let metadata = std::fs::metadata(path).map_err(|e| format!("{}: {e}", path.display()))?;
-    if !metadata.is_file() {
-        return Err(not_regular());
-    }
-    let file = std::fs::File::open(path).map_err(|e| format!("{}: {e}", path.display()))?;
-    // The path may have been replaced between the two looks: check what was opened.
-    match file.metadata() {
-        Ok(m) if m.is_file() => Ok(file),
-        Ok(_) => Err(not_regular()),
-        Err(e) => Err(format!("{}: {e}", path.display())),
-    }
-}
-
 fn bad(tensor: &str, problem: impl Into<String>) -> Error {
     Error::Checkpoint { tensor: tensor.to_string(), problem: problem.into() }
 }
@@ -59,7 +42,7 @@ impl Checkpoint {
     /// Opens `path`, which must be a regular file (a FIFO or a device such as `/dev/zero`
     /// is refused before it is read).
     pub fn open(path: &Path) -> Result<Checkpoint> {
-        let file = open_regular_file(path).map_err(|problem| bad("<file>", problem))?;
+        let file = crate::files::open_regular_file(path).map_err(|problem| bad("<file>", problem))?;
         // SAFETY: the map is read-only; a file changed underneath it while loading is outside
         // what this loader promises (as for any reader of a file being rewritten).
         let map =

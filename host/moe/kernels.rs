@@ -1,31 +1,27 @@
-//! The MoE-layer kernels of one context, loaded once, with their launch shapes.
+//! The MoE-layer kernels of one context, loaded once, each behind a safe launcher that takes
+//! typed buffers and checks their lengths against the shapes before the launch.
+//!
+//! The kernels never index memory with device data they did not bound first (expert ids,
+//! permuted rows and token indices are clamped to their ranges on the device), so any buffer
+//! contents are memory-safe; wrong contents only give wrong values.
 
 use std::sync::Arc;
 
-use cudarc::driver::{
-    CudaContext, CudaFunction, CudaSlice, CudaStream, DevicePtrMut, DeviceRepr, LaunchConfig, PushKernelArg,
-};
+use cudarc::driver::{CudaContext, CudaFunction, CudaSlice, CudaStream, DevicePtr, DevicePtrMut};
 use cudarc::nvrtc::Ptx;
+use half::bf16;
 use stagefit_kernels::params::{FillParams, MoeParams, MOE_BLOCK, MOE_SCRATCH_BYTES};
 
 use crate::embedded::moe_module_ptx;
 use crate::error::{DriverContext, Error, Result};
 use crate::gemm::DeviceWeights;
+use crate::launch::{launch, LaunchShape};
+use crate::moe::config::MoeConfig;
 use crate::{Arch, Fp4Format};
-
-#[repr(transparent)]
-struct MoeArgs(MoeParams);
-// SAFETY: `MoeParams` is `#[repr(C)]`, `Copy`, and holds only integers and floats.
-unsafe impl DeviceRepr for MoeArgs {}
-
-#[repr(transparent)]
-struct FillArgs(FillParams);
-// SAFETY: `FillParams` is `#[repr(C)]`, `Copy`, and holds only integers.
-unsafe impl DeviceRepr for FillArgs {}
 
 /// One MoE-layer kernel and how its grid is sized.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(crate) enum MoeOp {
+enum MoeOp {
     /// One warp per (token, expert).
     Router,
     /// One warp per token.
@@ -58,18 +54,67 @@ impl MoeOp {
         }
     }
 
-    /// (blocks, dynamic shared bytes) for these params.
-    fn grid(self, p: &MoeParams) -> (usize, usize) {
+    /// The launch of `self` for the shapes in `p`.
+    fn shape(self, p: &MoeParams) -> LaunchShape {
         let (t, e, k) = (p.tokens as usize, p.experts as usize, p.top_k as usize);
         let warps_per_block = MOE_BLOCK / 32;
-        match self {
+        let (blocks, shared_bytes) = match self {
             MoeOp::Router => ((t * e).div_ceil(warps_per_block), 0),
             MoeOp::TopK => (t.div_ceil(warps_per_block), 0),
             MoeOp::Count | MoeOp::Scatter => (e, MOE_SCRATCH_BYTES),
             MoeOp::Gather | MoeOp::Activate => (t * k, 0),
             MoeOp::Combine => (t, 0),
+        };
+        LaunchShape { blocks: blocks as u32, threads: MOE_BLOCK as u32, shared_bytes: shared_bytes as u32 }
+    }
+}
+
+/// The shapes and constants of one forward of `tokens` tokens through a layer (pointers unset).
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct MoeShape {
+    base: MoeParams,
+}
+
+impl MoeShape {
+    /// For `tokens` tokens of a layer shaped like `config` (validated, and with
+    /// `tokens · top_k` within 32 bits: what a workspace that holds them guarantees).
+    pub(crate) fn new(config: &MoeConfig, tokens: usize) -> MoeShape {
+        let (activation, limit, alpha) = config.activation_ids();
+        MoeShape {
+            base: MoeParams {
+                tokens: tokens as u32,
+                experts: config.experts as u32,
+                top_k: config.top_k as u32,
+                hidden: config.hidden as u32,
+                inter: config.intermediate as u32,
+                renormalize: config.renormalize as u32,
+                gate_up_layout: config.gate_up_layout_id(),
+                activation,
+                limit,
+                alpha,
+                ..MoeParams::default()
+            },
         }
     }
+
+    fn dims(&self) -> (usize, usize, usize, usize, usize) {
+        let p = &self.base;
+        (p.tokens as usize, p.experts as usize, p.top_k as usize, p.hidden as usize, p.inter as usize)
+    }
+}
+
+/// Refuses a buffer shorter than `needed` elements (`needed` saturates, so an overflowing
+/// size is refused too).
+fn holds(buffer: &'static str, needed: usize, actual: usize) -> Result<()> {
+    if actual < needed {
+        return Err(Error::BufferTooSmall { buffer, needed, actual });
+    }
+    Ok(())
+}
+
+/// `a · b`, saturating (a size no buffer holds).
+fn times(a: usize, b: usize) -> usize {
+    a.saturating_mul(b)
 }
 
 /// The loaded MoE-layer kernels.
@@ -92,28 +137,179 @@ impl MoeKernels {
         Ok(MoeKernels { functions, fill })
     }
 
-    /// Launches `op` on `stream`.
+    /// Launches `op` with `params`.
     ///
     /// # Safety
-    /// Every pointer in `params` that `op` reads or writes must be a live allocation of this
-    /// context of at least the size [`MoeParams`] documents for the shapes in `params`, and
-    /// the shapes must have passed [`crate::moe::MoeConfig::validate`].
-    pub(crate) unsafe fn launch(&self, stream: &Arc<CudaStream>, op: MoeOp, params: &MoeParams) -> Result<()> {
-        let (blocks, smem) = op.grid(params);
-        if blocks == 0 {
-            return Ok(());
-        }
+    /// Every pointer in `params` that `op` reads or writes is a live allocation of `stream`'s
+    /// context, held by the caller's stream guards across the call, of at least the length
+    /// [`MoeParams`] documents for the shapes in `params`.
+    unsafe fn launch(&self, stream: &CudaStream, op: MoeOp, params: MoeParams) -> Result<()> {
         let function = &self.functions.iter().find(|(o, _)| *o == op).expect("every op is loaded").1;
-        let cfg = LaunchConfig {
-            grid_dim: (blocks as u32, 1, 1),
-            block_dim: (MOE_BLOCK as u32, 1, 1),
-            shared_mem_bytes: smem as u32,
-        };
-        let args = MoeArgs(*params);
-        let mut launch = stream.launch_builder(function);
-        launch.arg(&args);
-        launch.launch(cfg).during("launching an MoE kernel")?;
-        Ok(())
+        // SAFETY: the MoE entry points take one `MoeParams` and `MOE_BLOCK` threads with the
+        // shared memory `MoeOp::shape` gives; the buffers are the caller's contract; the
+        // kernels bound every index they read from device data.
+        unsafe { launch(function, stream, op.shape(&params), params, "launching an MoE kernel") }
+    }
+
+    /// `logits[t][e] = x[t] · router[e] + router_bias[e]`.
+    pub(crate) fn router(
+        &self,
+        stream: &Arc<CudaStream>,
+        s: &MoeShape,
+        x: &CudaSlice<bf16>,
+        router: &CudaSlice<bf16>,
+        router_bias: &CudaSlice<f32>,
+        logits: &mut CudaSlice<f32>,
+    ) -> Result<()> {
+        let (t, e, _, h, _) = s.dims();
+        holds("x", times(t, h), x.len())?;
+        holds("router", times(e, h), router.len())?;
+        holds("router_bias", e, router_bias.len())?;
+        holds("logits", times(t, e), logits.len())?;
+        let (x, _g0) = x.device_ptr(stream);
+        let (router_w, _g1) = router.device_ptr(stream);
+        let (router_b, _g2) = router_bias.device_ptr(stream);
+        let (logits, _g3) = logits.device_ptr_mut(stream);
+        let p = MoeParams { x, router_w, router_b, logits, ..s.base };
+        // SAFETY: the lengths were checked above; the guards hold the buffers.
+        unsafe { self.launch(stream, MoeOp::Router, p) }
+    }
+
+    /// Each token's top-k experts (always below E) and combine weights.
+    pub(crate) fn top_k(
+        &self,
+        stream: &Arc<CudaStream>,
+        s: &MoeShape,
+        logits: &CudaSlice<f32>,
+        topk_ids: &mut CudaSlice<u32>,
+        topk_w: &mut CudaSlice<f32>,
+    ) -> Result<()> {
+        let (t, e, k, _, _) = s.dims();
+        holds("logits", times(t, e), logits.len())?;
+        holds("topk_ids", times(t, k), topk_ids.len())?;
+        holds("topk_w", times(t, k), topk_w.len())?;
+        let (logits, _g0) = logits.device_ptr(stream);
+        let (topk_ids, _g1) = topk_ids.device_ptr_mut(stream);
+        let (topk_w, _g2) = topk_w.device_ptr_mut(stream);
+        let p = MoeParams { logits, topk_ids, topk_w, ..s.base };
+        // SAFETY: the lengths were checked above; the guards hold the buffers.
+        unsafe { self.launch(stream, MoeOp::TopK, p) }
+    }
+
+    /// The stable permutation of assignments by expert: `counts`, `offsets` (the grouped
+    /// GEMMs' group offsets), `perm_src` and `perm_dst`.
+    #[allow(clippy::too_many_arguments)]
+    pub(crate) fn permute(
+        &self,
+        stream: &Arc<CudaStream>,
+        s: &MoeShape,
+        topk_ids: &CudaSlice<u32>,
+        counts: &mut CudaSlice<u32>,
+        offsets: &mut CudaSlice<u32>,
+        perm_src: &mut CudaSlice<u32>,
+        perm_dst: &mut CudaSlice<u32>,
+    ) -> Result<()> {
+        let (t, e, k, _, _) = s.dims();
+        let rows = times(t, k);
+        holds("topk_ids", rows, topk_ids.len())?;
+        holds("counts", e, counts.len())?;
+        holds("offsets", e + 1, offsets.len())?;
+        holds("perm_src", rows, perm_src.len())?;
+        holds("perm_dst", rows, perm_dst.len())?;
+        let (topk_ids, _g0) = topk_ids.device_ptr(stream);
+        let (counts, _g1) = counts.device_ptr_mut(stream);
+        let (offsets, _g2) = offsets.device_ptr_mut(stream);
+        let (perm_src, _g3) = perm_src.device_ptr_mut(stream);
+        let (perm_dst, _g4) = perm_dst.device_ptr_mut(stream);
+        let p = MoeParams { topk_ids, counts, offsets, perm_src, perm_dst, ..s.base };
+        // SAFETY: the lengths were checked above; the guards hold the buffers. Scatter's rows
+        // stay below T·k because it ranks the same ids that count counted, on the same stream.
+        unsafe {
+            self.launch(stream, MoeOp::Count, p)?;
+            self.launch(stream, MoeOp::Scatter, p)
+        }
+    }
+
+    /// `a_perm[row] = x[token of perm_src[row]]`.
+    pub(crate) fn gather(
+        &self,
+        stream: &Arc<CudaStream>,
+        s: &MoeShape,
+        x: &CudaSlice<bf16>,
+        perm_src: &CudaSlice<u32>,
+        a_perm: &mut CudaSlice<bf16>,
+    ) -> Result<()> {
+        let (t, _, k, h, _) = s.dims();
+        holds("x", times(t, h), x.len())?;
+        holds("perm_src", times(t, k), perm_src.len())?;
+        holds("a_perm", times(times(t, k), h), a_perm.len())?;
+        let (x, _g0) = x.device_ptr(stream);
+        let (perm_src, _g1) = perm_src.device_ptr(stream);
+        let (a_perm, _g2) = a_perm.device_ptr_mut(stream);
+        let p = MoeParams { x, perm_src, a_perm, ..s.base };
+        // SAFETY: the lengths were checked above; the guards hold the buffers.
+        unsafe { self.launch(stream, MoeOp::Gather, p) }
+    }
+
+    /// `a2[row] = act(h1[row] + gate_up_bias[expert of row])`.
+    #[allow(clippy::too_many_arguments)]
+    pub(crate) fn activate(
+        &self,
+        stream: &Arc<CudaStream>,
+        s: &MoeShape,
+        h1: &CudaSlice<bf16>,
+        perm_src: &CudaSlice<u32>,
+        topk_ids: &CudaSlice<u32>,
+        gate_up_bias: &CudaSlice<f32>,
+        a2: &mut CudaSlice<bf16>,
+    ) -> Result<()> {
+        let (t, e, k, _, i) = s.dims();
+        let rows = times(t, k);
+        holds("h1", times(rows, times(2, i)), h1.len())?;
+        holds("perm_src", rows, perm_src.len())?;
+        holds("topk_ids", rows, topk_ids.len())?;
+        holds("gate_up_bias", times(e, times(2, i)), gate_up_bias.len())?;
+        holds("a2", times(rows, i), a2.len())?;
+        let (h1, _g0) = h1.device_ptr(stream);
+        let (perm_src, _g1) = perm_src.device_ptr(stream);
+        let (topk_ids, _g2) = topk_ids.device_ptr(stream);
+        let (gate_up_bias, _g3) = gate_up_bias.device_ptr(stream);
+        let (a2, _g4) = a2.device_ptr_mut(stream);
+        let p = MoeParams { h1, perm_src, topk_ids, gate_up_bias, a2, ..s.base };
+        // SAFETY: the lengths were checked above; the guards hold the buffers.
+        unsafe { self.launch(stream, MoeOp::Activate, p) }
+    }
+
+    /// `out[t] = Σ_r topk_w[t][r] · (h2[perm_dst[t·k+r]] + down_bias[e_r])`.
+    #[allow(clippy::too_many_arguments)]
+    pub(crate) fn combine(
+        &self,
+        stream: &Arc<CudaStream>,
+        s: &MoeShape,
+        h2: &CudaSlice<bf16>,
+        perm_dst: &CudaSlice<u32>,
+        topk_ids: &CudaSlice<u32>,
+        topk_w: &CudaSlice<f32>,
+        down_bias: &CudaSlice<f32>,
+        out: &mut CudaSlice<bf16>,
+    ) -> Result<()> {
+        let (t, e, k, h, _) = s.dims();
+        let rows = times(t, k);
+        holds("h2", times(rows, h), h2.len())?;
+        holds("perm_dst", rows, perm_dst.len())?;
+        holds("topk_ids", rows, topk_ids.len())?;
+        holds("topk_w", rows, topk_w.len())?;
+        holds("down_bias", times(e, h), down_bias.len())?;
+        holds("out", times(t, h), out.len())?;
+        let (h2, _g0) = h2.device_ptr(stream);
+        let (perm_dst, _g1) = perm_dst.device_ptr(stream);
+        let (topk_ids, _g2) = topk_ids.device_ptr(stream);
+        let (topk_w, _g3) = topk_w.device_ptr(stream);
+        let (down_bias, _g4) = down_bias.device_ptr(stream);
+        let (out, _g5) = out.device_ptr_mut(stream);
+        let p = MoeParams { h2, perm_dst, topk_ids, topk_w, down_bias, out, ..s.base };
+        // SAFETY: the lengths were checked above; the guards hold the buffers.
+        unsafe { self.launch(stream, MoeOp::Combine, p) }
     }
 
     /// Seeded random FP4 weights for `groups` experts of `[n × k]`, generated on the device:
@@ -152,14 +348,15 @@ impl MoeKernels {
     ) -> Result<()> {
         let len = bytes.len();
         let (ptr, _sync) = bytes.device_ptr_mut(stream);
-        let args = FillArgs(FillParams { ptr, len: len as u64, seed, lo: lo as u32, span: span as u32 });
-        let blocks = len.div_ceil(4 * MOE_BLOCK).clamp(1, 65536) as u32;
-        let cfg = LaunchConfig { grid_dim: (blocks, 1, 1), block_dim: (MOE_BLOCK as u32, 1, 1), shared_mem_bytes: 0 };
-        let mut launch = stream.launch_builder(&self.fill);
-        launch.arg(&args);
-        // SAFETY: `ptr` addresses `len` bytes of a live allocation (cudarc allocations are
-        // 256-byte aligned), which is all the fill kernel writes.
-        unsafe { launch.launch(cfg) }.during("launching the fill kernel")?;
-        Ok(())
+        let params = FillParams { ptr, len: len as u64, seed, lo: lo as u32, span: span as u32 };
+        let shape = LaunchShape {
+            blocks: len.div_ceil(4 * MOE_BLOCK).clamp(1, 65536) as u32,
+            threads: MOE_BLOCK as u32,
+            shared_bytes: 0,
+        };
+        // SAFETY: the fill kernel takes one `FillParams` and `MOE_BLOCK` threads, and writes the
+        // `len` bytes at `ptr`: a live allocation of this context (cudarc allocations are
+        // 256-byte aligned) that the guard holds.
+        unsafe { launch(&self.fill, stream, shape, params, "launching the fill kernel") }
     }
 }

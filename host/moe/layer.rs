@@ -2,14 +2,13 @@
 
 use std::sync::Arc;
 
-use cudarc::driver::{CudaContext, CudaSlice, CudaStream, DevicePtr, DevicePtrMut};
+use cudarc::driver::{CudaContext, CudaSlice, CudaStream};
 use half::bf16;
-use stagefit_kernels::params::MoeParams;
 
 use crate::error::{DriverContext, Error, Result};
 use crate::gemm::{DeviceWeights, GroupedGemm, GroupedGemmArgs, TacticChoice, Variant};
 use crate::moe::config::MoeConfig;
-use crate::moe::kernels::{MoeKernels, MoeOp};
+use crate::moe::kernels::{MoeKernels, MoeShape};
 use crate::moe::weights::MoeLayerWeights;
 use crate::plan::StagePolicy;
 
@@ -170,7 +169,8 @@ impl MoeEngine {
     }
 
     /// `out = MoE(x)` for `tokens` rows of `x` (`[tokens, H]` bf16) into `out` (`[tokens, H]`).
-    /// Allocates nothing: all intermediates live in `ws`.
+    /// Allocates nothing: all intermediates live in `ws`, which must hold `tokens` tokens of
+    /// this layer's shape (checked before anything runs).
     #[allow(clippy::too_many_arguments)]
     pub fn forward(
         &self,
@@ -183,97 +183,33 @@ impl MoeEngine {
         choice: TacticChoice<'_>,
     ) -> Result<ForwardVariants> {
         let c = &layer.config;
-        let (h, i, k) = (c.hidden, c.intermediate, c.top_k);
         ws.check_holds(c, tokens)?;
-        for (buffer, needed, actual) in [("x", tokens * h, x.len()), ("out", tokens * h, out.len())] {
+        for (buffer, needed, actual) in [("x", tokens * c.hidden, x.len()), ("out", tokens * c.hidden, out.len())] {
             if actual < needed {
                 return Err(Error::BufferTooSmall { buffer, needed, actual });
             }
         }
-        let rows = tokens * k;
-        let (activation, limit, alpha) = c.activation_ids();
-        let mut p = MoeParams {
-            tokens: tokens as u32,
-            experts: c.experts as u32,
-            top_k: k as u32,
-            hidden: h as u32,
-            inter: i as u32,
-            renormalize: c.renormalize as u32,
-            gate_up_layout: c.gate_up_layout_id(),
-            activation,
-            limit,
-            alpha,
-            ..MoeParams::default()
-        };
-        {
-            // Raw addresses for the MoE kernels; the guards order these buffers' uses on `stream`.
-            let (x_ptr, _g0) = x.device_ptr(stream);
-            let (router_w, _g1) = layer.router.device_ptr(stream);
-            let (router_b, _g2) = layer.router_bias.device_ptr(stream);
-            let (gub, _g3) = layer.gate_up_bias.device_ptr(stream);
-            let (db, _g4) = layer.down_bias.device_ptr(stream);
-            let (logits, _g5) = ws.logits.device_ptr_mut(stream);
-            let (ids, _g6) = ws.topk_ids.device_ptr_mut(stream);
-            let (tw, _g7) = ws.topk_w.device_ptr_mut(stream);
-            let (counts, _g8) = ws.counts.device_ptr_mut(stream);
-            let (offsets, _g9) = ws.offsets.device_ptr_mut(stream);
-            let (src, _g10) = ws.perm_src.device_ptr_mut(stream);
-            let (dst, _g11) = ws.perm_dst.device_ptr_mut(stream);
-            let (a_perm, _g12) = ws.a_perm.device_ptr_mut(stream);
-            p.x = x_ptr;
-            p.router_w = router_w;
-            p.router_b = router_b;
-            p.gate_up_bias = gub;
-            p.down_bias = db;
-            p.logits = logits;
-            p.topk_ids = ids;
-            p.topk_w = tw;
-            p.counts = counts;
-            p.offsets = offsets;
-            p.perm_src = src;
-            p.perm_dst = dst;
-            p.a_perm = a_perm;
-            // SAFETY: each buffer above is a live allocation of this context: the workspace's
-            // hold what `tokens` tokens of this config need (`check_holds`), the layer's were
-            // checked against the config (`upload`, `random_layer`), and `x`'s length was
-            // checked above; the config was validated.
-            unsafe {
-                for op in [MoeOp::Router, MoeOp::TopK, MoeOp::Count, MoeOp::Scatter, MoeOp::Gather] {
-                    self.kernels.launch(stream, op, &p)?;
-                }
-            }
-        }
+        let (k, s, rows) = (&self.kernels, MoeShape::new(c, tokens), tokens * c.top_k);
+        // 1. Router logits. 2. Top-k experts and combine weights. 3. Assignments sorted by
+        // expert. 4. Input rows gathered in that order.
+        k.router(stream, &s, x, &layer.router, &layer.router_bias, &mut ws.logits)?;
+        k.top_k(stream, &s, &ws.logits, &mut ws.topk_ids, &mut ws.topk_w)?;
+        k.permute(stream, &s, &ws.topk_ids, &mut ws.counts, &mut ws.offsets, &mut ws.perm_src, &mut ws.perm_dst)?;
+        k.gather(stream, &s, x, &ws.perm_src, &mut ws.a_perm)?;
+        // 5. Gate/up projection, one group per expert.
         let gate_up = self.gemm.run(
             stream,
             GroupedGemmArgs { rows, a: &ws.a_perm, offsets: &ws.offsets, weights: &layer.gate_up, c: &mut ws.h1 },
             choice,
         )?;
-        {
-            let (src, _g0) = ws.perm_src.device_ptr(stream);
-            let (ids, _g1) = ws.topk_ids.device_ptr(stream);
-            let (gub, _g2) = layer.gate_up_bias.device_ptr(stream);
-            let (h1, _g3) = ws.h1.device_ptr(stream);
-            let (a2, _g4) = ws.a2.device_ptr_mut(stream);
-            let q = MoeParams { perm_src: src, topk_ids: ids, gate_up_bias: gub, h1, a2, ..p };
-            // SAFETY: as above; `h1` and `a2` hold `tokens·k` rows (`check_holds`).
-            unsafe { self.kernels.launch(stream, MoeOp::Activate, &q)? };
-        }
+        // 6. Activation. 7. Down projection. 8. Weighted combine back into token order.
+        k.activate(stream, &s, &ws.h1, &ws.perm_src, &ws.topk_ids, &layer.gate_up_bias, &mut ws.a2)?;
         let down = self.gemm.run(
             stream,
             GroupedGemmArgs { rows, a: &ws.a2, offsets: &ws.offsets, weights: &layer.down, c: &mut ws.h2 },
             choice,
         )?;
-        {
-            let (dst, _g0) = ws.perm_dst.device_ptr(stream);
-            let (ids, _g1) = ws.topk_ids.device_ptr(stream);
-            let (tw, _g2) = ws.topk_w.device_ptr(stream);
-            let (h2, _g3) = ws.h2.device_ptr(stream);
-            let (db, _g4) = layer.down_bias.device_ptr(stream);
-            let (out_ptr, _g5) = out.device_ptr_mut(stream);
-            let q = MoeParams { perm_dst: dst, topk_ids: ids, topk_w: tw, h2, down_bias: db, out: out_ptr, ..p };
-            // SAFETY: as above; `out` holds at least `tokens·H` elements (checked).
-            unsafe { self.kernels.launch(stream, MoeOp::Combine, &q)? };
-        }
+        k.combine(stream, &s, &ws.h2, &ws.perm_dst, &ws.topk_ids, &ws.topk_w, &layer.down_bias, out)?;
         Ok(ForwardVariants { gate_up, down })
     }
 }

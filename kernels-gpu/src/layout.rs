@@ -22,6 +22,10 @@ use crate::tactics::TileShape;
 pub const MAX_GROUPS: usize = 256;
 /// Alignment of every region in the layout.
 pub const REGION_ALIGN: usize = 128;
+/// A type of [`REGION_ALIGN`] alignment: the dynamic shared memory is declared with it.
+#[repr(C, align(128))]
+pub struct RegionAligned([u8; REGION_ALIGN]);
+const _: () = assert!(core::mem::align_of::<RegionAligned>() == REGION_ALIGN);
 /// Bytes of one `cp.async` chunk.
 pub const CHUNK_BYTES: usize = 16;
 

@@ -6,9 +6,10 @@
 //!   table ([`tactics`]), the shared-memory layout with its exact byte count ([`layout`]),
 //!   the packed layout of FP4 codes in device memory ([`packing`]) and the router's ranking of
 //!   logits ([`routing`]);
-//! - the kernels themselves ([`device`], only when built for `nvptx64-nvidia-cuda`), which
+//! - the kernels themselves (`device`, only when built for `nvptx64-nvidia-cuda`), which
 //!   `build.rs` of the root crate compiles to PTX for every shipped architecture.
 #![no_std]
+#![deny(unsafe_op_in_unsafe_fn)]
 #![cfg_attr(
     target_arch = "nvptx64",
     feature(

@@ -1,7 +1,7 @@
 //! The tile table: every tile configuration ("tactic") that is compiled, with the STAGES it is
 //! compiled at.
 //!
-//! The table is written once, in [`with_tactics!`]; [`TACTICS`] (read by the host) and the
+//! The table is written once, in [`with_tactics!`](crate::with_tactics); [`TACTICS`] (read by the host) and the
 //! kernel entry points (built for the GPU) are both generated from it. Each tactic is compiled
 //! at every STAGES from [`MIN_STAGES`] up to `min(MAX_STAGES, deepest that fits
 //! COMPILE_LIMIT_BYTES)`; a compile-time check below holds each row to that rule.

@@ -2,6 +2,9 @@
 //! references.
 #![allow(dead_code)] // each test binary uses its own subset
 
+use std::sync::Arc;
+
+use cudarc::driver::{CudaContext, CudaStream};
 use half::bf16;
 use stagefit::fp4::{quantize, QuantizedWeights};
 use stagefit::reference;
@@ -79,12 +82,15 @@ pub fn report_skip(test: &str, reason: &str) {
     let _ = writeln!(std::io::stderr().lock(), "SKIPPED {test}: {reason}");
 }
 
-/// Whether to skip a GPU test here: reports the skip (see [`report_skip`]) where no CUDA
-/// driver is present.
-pub fn skip_without_gpu(test: &str) -> bool {
-    if stagefit::device::driver_present() {
-        return false;
+/// The GPU every GPU test runs on: device 0's context and its default stream, or `None`
+/// (with the skip reported, see [`report_skip`]) where no CUDA driver is present. Every GPU
+/// test starts with `let Some((ctx, stream)) = gpu("its name") else { return };`.
+pub fn gpu(test: &str) -> Option<(Arc<CudaContext>, Arc<CudaStream>)> {
+    if !stagefit::device::driver_present() {
+        report_skip(test, "no CUDA driver (libcuda) on this machine");
+        return None;
     }
-    report_skip(test, "no CUDA driver (libcuda) on this machine");
-    true
+    let ctx = stagefit::device::context(0).expect("a context on device 0");
+    let stream = ctx.default_stream();
+    Some((ctx, stream))
 }

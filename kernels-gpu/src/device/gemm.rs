@@ -23,11 +23,10 @@ use super::fp4::{dequant_word, scale_factor_x2};
 use super::ptx::*;
 use super::scheduler::{build_tile_table, find_group, group_rows, total_tiles};
 use crate::format::{scale_block, NVFP4};
-use crate::layout::{a_chunk, w_chunk, SmemLayout, CHUNK_BYTES, MAX_GROUPS};
+use crate::layout::{a_chunk, w_chunk, RegionAligned, SmemLayout, CHUNK_BYTES, MAX_GROUPS};
 use crate::packing::{f32_pow2, ACCUMULATOR_SHIFT};
 use crate::params::GroupedGemmParams;
 use crate::tactics::TileShape;
-use core::arch::nvptx::{_block_idx_x, _grid_dim_x, _thread_idx_x, trap};
 
 /// One output tile: `BM` rows of group `group` starting at global row `row0` (of which `rows`
 /// exist), and `BN` columns starting at `n0`.
@@ -57,45 +56,48 @@ pub unsafe fn grouped_gemm<
 >(
     p: &GroupedGemmParams,
 ) {
-    let tile = TileShape { warps_m: WARPS_M, warps_n: WARPS_N, mma_m: MMA_M, mma_n: MMA_N, bk: BK };
-    let layout = SmemLayout::new(tile, STAGES);
-    let groups = p.groups as usize;
-    if dynamic_smem_size() < layout.total_bytes as u32 || groups > MAX_GROUPS {
-        trap();
-    }
-    let smem = dynamic_smem_base();
-    let tid = _thread_idx_x() as usize;
-    let table = smem + layout.tile_table as u32;
-    let n_tiles = (p.n as usize).div_ceil(tile.bn()) as u32;
-    if tid < 32 {
-        build_tile_table(table, p.offsets, groups, p.rows, tile.bm() as u32, n_tiles, tid);
-    }
-    sync_threads();
-
-    let total = total_tiles(table);
-    let mut linear = _block_idx_x();
-    while linear < total {
-        let group = find_group(table, groups, linear);
-        let (row_begin, rows) = group_rows(p.offsets, group, p.rows);
-        // A group that owns this tile has rows, so m_tiles >= 1; `max` lets the compiler see it.
-        let m_tiles = rows.div_ceil(tile.bm() as u32).max(1);
-        let local = linear.wrapping_sub(ld_shared_u32(table + 4 * group as u32));
-        let (n_tile, m_tile) = (local / m_tiles, local % m_tiles);
-        linear += _grid_dim_x();
-        // Only a table whose sums wrapped (overlapping groups) can name a column tile past N,
-        // or a tile of a group with no rows: skip those rather than touch memory past W or C.
-        if n_tile >= n_tiles || rows == 0 {
-            continue;
+    // SAFETY: the launch meets the shape contract (this function's); the layout size was checked against `%dynamic_smem_size` first, so every shared address below is inside the block's allocation, and every global address is inside the buffers the contract sizes (groups clamped to `rows`, columns to `n`, K to `k`).
+    unsafe {
+        let tile = TileShape { warps_m: WARPS_M, warps_n: WARPS_N, mma_m: MMA_M, mma_n: MMA_N, bk: BK };
+        let layout = SmemLayout::new(tile, STAGES);
+        let groups = p.groups as usize;
+        if dynamic_smem_size() < layout.total_bytes as u32 || groups > MAX_GROUPS {
+            trap();
         }
-        let row_in_group = m_tile as usize * tile.bm();
-        let job = TileJob {
-            group,
-            row0: row_begin as usize + row_in_group,
-            rows: (rows as usize - row_in_group).min(tile.bm()),
-            n0: n_tile as usize * tile.bn(),
-        };
-        let acc = mainloop::<FMT, WARPS_M, WARPS_N, MMA_M, MMA_N, BK, STAGES>(p, &layout, smem, job, tid);
-        epilogue::<FMT, WARPS_N, MMA_M, MMA_N>(p, job, &acc, tid);
+        let smem = dynamic_smem_base::<RegionAligned>();
+        let tid = thread_idx() as usize;
+        let table = smem + layout.tile_table as u32;
+        let n_tiles = (p.n as usize).div_ceil(tile.bn()) as u32;
+        if tid < 32 {
+            build_tile_table(table, p.offsets, groups, p.rows, tile.bm() as u32, n_tiles, tid);
+        }
+        sync_threads();
+
+        let total = total_tiles(table);
+        let mut linear = block_idx();
+        while linear < total {
+            let group = find_group(table, groups, linear);
+            let (row_begin, rows) = group_rows(p.offsets, group, p.rows);
+            // A group that owns this tile has rows, so m_tiles >= 1; `max` lets the compiler see it.
+            let m_tiles = rows.div_ceil(tile.bm() as u32).max(1);
+            let local = linear.wrapping_sub(ld_shared_u32(table + 4 * group as u32));
+            let (n_tile, m_tile) = (local / m_tiles, local % m_tiles);
+            linear += grid_dim();
+            // Only a table whose sums wrapped (overlapping groups) can name a column tile past N,
+            // or a tile of a group with no rows: skip those rather than touch memory past W or C.
+            if n_tile >= n_tiles || rows == 0 {
+                continue;
+            }
+            let row_in_group = m_tile as usize * tile.bm();
+            let job = TileJob {
+                group,
+                row0: row_begin as usize + row_in_group,
+                rows: (rows as usize - row_in_group).min(tile.bm()),
+                n0: n_tile as usize * tile.bn(),
+            };
+            let acc = mainloop::<FMT, WARPS_M, WARPS_N, MMA_M, MMA_N, BK, STAGES>(p, &layout, smem, job, tid);
+            epilogue::<FMT, WARPS_N, MMA_M, MMA_N>(p, job, &acc, tid);
+        }
     }
 }
 
@@ -116,48 +118,51 @@ unsafe fn mainloop<
     job: TileJob,
     tid: usize,
 ) -> [[[f32; 4]; MMA_N]; MMA_M] {
-    let tile = TileShape { warps_m: WARPS_M, warps_n: WARPS_N, mma_m: MMA_M, mma_n: MMA_N, bk: BK };
-    let k_tiles = (p.k as usize).div_ceil(BK);
-    let stage_addr = |stage: usize| smem + (layout.a + stage * layout.stage_stride) as u32;
-    let a_to_w = (layout.w - layout.a) as u32;
-    let a_to_s = (layout.s - layout.a) as u32;
+    // SAFETY: `smem` is the block's dynamic shared memory of `layout`'s size and `job` lies inside the problem (the caller's contract): the copies address only the tile's rows, columns and K, and the stage buffers inside the layout.
+    unsafe {
+        let tile = TileShape { warps_m: WARPS_M, warps_n: WARPS_N, mma_m: MMA_M, mma_n: MMA_N, bk: BK };
+        let k_tiles = (p.k as usize).div_ceil(BK);
+        let stage_addr = |stage: usize| smem + (layout.a + stage * layout.stage_stride) as u32;
+        let a_to_w = (layout.w - layout.a) as u32;
+        let a_to_s = (layout.s - layout.a) as u32;
 
-    let copies = TileCopies::<FMT, BK>::new(p, tile, job, tid);
-    let load = |stage: usize, k_tile: usize| {
-        let base = stage_addr(stage);
-        copies.issue(p, tile, base, base + a_to_w, base + a_to_s, k_tile);
-    };
+        let copies = TileCopies::<FMT, BK>::new(p, tile, job, tid);
+        let load = |stage: usize, k_tile: usize| {
+            let base = stage_addr(stage);
+            copies.issue(p, tile, base, base + a_to_w, base + a_to_s, k_tile);
+        };
 
-    // Prologue: STAGES-1 tiles in flight (an empty group where K runs out keeps the count).
-    let mut s = 0;
-    while s < STAGES - 1 {
-        if s < k_tiles {
-            load(s, s);
+        // Prologue: STAGES-1 tiles in flight (an empty group where K runs out keeps the count).
+        let mut s = 0;
+        while s < STAGES - 1 {
+            if s < k_tiles {
+                load(s, s);
+            }
+            cp_async_commit();
+            s += 1;
         }
-        cp_async_commit();
-        s += 1;
-    }
 
-    let mut acc = [[[0.0f32; 4]; MMA_N]; MMA_M];
-    let (mut read_stage, mut write_stage) = (0usize, STAGES - 1);
-    for k_tile in 0..k_tiles {
-        // Tile `k_tile` has landed for this thread; the barrier makes it everyone's and frees
-        // the buffer consumed in the previous iteration.
-        cp_async_wait(STAGES - 2);
+        let mut acc = [[[0.0f32; 4]; MMA_N]; MMA_M];
+        let (mut read_stage, mut write_stage) = (0usize, STAGES - 1);
+        for k_tile in 0..k_tiles {
+            // Tile `k_tile` has landed for this thread; the barrier makes it everyone's and frees
+            // the buffer consumed in the previous iteration.
+            cp_async_wait(STAGES - 2);
+            sync_threads();
+            if k_tile + STAGES - 1 < k_tiles {
+                load(write_stage, k_tile + STAGES - 1);
+            }
+            cp_async_commit();
+            let base = stage_addr(read_stage);
+            compute_stage::<FMT, WARPS_N, MMA_M, MMA_N, BK>(&mut acc, tile, base, base + a_to_w, base + a_to_s, tid);
+            read_stage = if read_stage + 1 == STAGES { 0 } else { read_stage + 1 };
+            write_stage = if write_stage + 1 == STAGES { 0 } else { write_stage + 1 };
+        }
+        // Every warp is done reading the ring before the next tile's prologue refills it.
+        cp_async_wait(0);
         sync_threads();
-        if k_tile + STAGES - 1 < k_tiles {
-            load(write_stage, k_tile + STAGES - 1);
-        }
-        cp_async_commit();
-        let base = stage_addr(read_stage);
-        compute_stage::<FMT, WARPS_N, MMA_M, MMA_N, BK>(&mut acc, tile, base, base + a_to_w, base + a_to_s, tid);
-        read_stage = if read_stage + 1 == STAGES { 0 } else { read_stage + 1 };
-        write_stage = if write_stage + 1 == STAGES { 0 } else { write_stage + 1 };
+        acc
     }
-    // Every warp is done reading the ring before the next tile's prologue refills it.
-    cp_async_wait(0);
-    sync_threads();
-    acc
 }
 
 /// The `cp.async` copies one thread issues for every K-tile of one output tile, worked out
@@ -267,41 +272,44 @@ impl<const FMT: u32, const BK: usize> TileCopies<FMT, BK> {
         s_smem: u32,
         k_tile: usize,
     ) {
-        let k = p.k;
-        let k0 = (k_tile * BK) as u32;
-        let (bm, bn, threads) = (tile.bm(), tile.bn(), tile.threads());
+        // SAFETY: the stage addresses lie inside the layout and the copy sources inside A, W and the scales, or are zero-byte copies that read nothing (the caller's contract, set up by `TileCopies::new`).
+        unsafe {
+            let k = p.k;
+            let k0 = (k_tile * BK) as u32;
+            let (bm, bn, threads) = (tile.bm(), tile.bn(), tile.threads());
 
-        let (a_cpr, a_chunks) = (BK / 8, bm * BK / 8);
-        let a_bytes = if k0 + self.a_k < k { 16 } else { 0 };
-        let a_src = self.a_src + (k_tile * BK * 2) as u64;
-        let mut j = 0;
-        while j < copies_per_thread(a_chunks, threads) {
-            // Every thread's chunk j is in the tile when a whole round of chunks is.
-            if (j + 1) * threads <= a_chunks || self.a_in_tile & (1 << j) != 0 {
-                let src = a_src + j as u64 * self.a_src_stride;
-                let dst = a_smem + self.a_dst + (j * (threads / a_cpr) * BK * 2) as u32;
-                cp_async_16(dst, src, if self.a_live & (1 << j) != 0 { a_bytes } else { 0 });
+            let (a_cpr, a_chunks) = (BK / 8, bm * BK / 8);
+            let a_bytes = if k0 + self.a_k < k { 16 } else { 0 };
+            let a_src = self.a_src + (k_tile * BK * 2) as u64;
+            let mut j = 0;
+            while j < copies_per_thread(a_chunks, threads) {
+                // Every thread's chunk j is in the tile when a whole round of chunks is.
+                if (j + 1) * threads <= a_chunks || self.a_in_tile & (1 << j) != 0 {
+                    let src = a_src + j as u64 * self.a_src_stride;
+                    let dst = a_smem + self.a_dst + (j * (threads / a_cpr) * BK * 2) as u32;
+                    cp_async_16(dst, src, if self.a_live & (1 << j) != 0 { a_bytes } else { 0 });
+                }
+                j += 1;
             }
-            j += 1;
-        }
 
-        let (w_cpr, w_chunks) = (BK / 32, bn * BK / 32);
-        let w_bytes = if k0 + self.w_k < k { 16 } else { 0 };
-        let w_src = self.w_src + (k_tile * BK / 2) as u64;
-        let mut j = 0;
-        while j < copies_per_thread(w_chunks, threads) {
-            if (j + 1) * threads <= w_chunks || self.w_in_tile & (1 << j) != 0 {
-                let src = w_src + j as u64 * self.w_src_stride;
-                let dst = w_smem + self.w_dst + (j * (threads / w_cpr) * (BK / 2)) as u32;
-                cp_async_16(dst, src, if self.w_live & (1 << j) != 0 { w_bytes } else { 0 });
+            let (w_cpr, w_chunks) = (BK / 32, bn * BK / 32);
+            let w_bytes = if k0 + self.w_k < k { 16 } else { 0 };
+            let w_src = self.w_src + (k_tile * BK / 2) as u64;
+            let mut j = 0;
+            while j < copies_per_thread(w_chunks, threads) {
+                if (j + 1) * threads <= w_chunks || self.w_in_tile & (1 << j) != 0 {
+                    let src = w_src + j as u64 * self.w_src_stride;
+                    let dst = w_smem + self.w_dst + (j * (threads / w_cpr) * (BK / 2)) as u32;
+                    cp_async_16(dst, src, if self.w_live & (1 << j) != 0 { w_bytes } else { 0 });
+                }
+                j += 1;
             }
-            j += 1;
-        }
 
-        if self.s_active {
-            let block = scale_block(FMT) as u32;
-            let bytes = if (k0 / block + self.s_row) < k / block { 16 } else { 0 };
-            cp_async_16(s_smem + self.s_dst, self.s_src + k_tile as u64 * self.s_k_tile_bytes, bytes);
+            if self.s_active {
+                let block = scale_block(FMT) as u32;
+                let bytes = if (k0 / block + self.s_row) < k / block { 16 } else { 0 };
+                cp_async_16(s_smem + self.s_dst, self.s_src + k_tile as u64 * self.s_k_tile_bytes, bytes);
+            }
         }
     }
 }
@@ -325,64 +333,67 @@ unsafe fn compute_stage<
     s_smem: u32,
     tid: usize,
 ) {
-    let (warp, lane) = (tid / 32, tid % 32);
-    let (warp_m, warp_n) = (warp / WARPS_N, warp % WARPS_N);
-    let (group_id, quad_lane) = (lane / 4, lane % 4);
-    let bn = tile.bn();
-    let a_row0 = warp_m * MMA_M * 16 + group_id;
-    let w_row0 = warp_n * MMA_N * 8 + group_id;
+    // SAFETY: the stage addresses are inside the layout (the caller's contract), and every offset below stays inside one stage's A, W and scale regions.
+    unsafe {
+        let (warp, lane) = (tid / 32, tid % 32);
+        let (warp_m, warp_n) = (warp / WARPS_N, warp % WARPS_N);
+        let (group_id, quad_lane) = (lane / 4, lane % 4);
+        let bn = tile.bn();
+        let a_row0 = warp_m * MMA_M * 16 + group_id;
+        let w_row0 = warp_n * MMA_N * 8 + group_id;
 
-    let mut chunk = 0;
-    while chunk < BK / 32 {
-        // A: rows r and r+8 of each 16-row MMA tile, physical K 8t..8t+8 of this chunk.
-        let a_base = a_smem + (a_row0 * BK * 2 + a_chunk(a_row0, chunk * 4 + quad_lane) * CHUNK_BYTES) as u32;
-        let mut a = [[[0u32; 4]; 2]; MMA_M];
-        let mut mt = 0;
-        while mt < MMA_M {
-            a[mt][0] = ld_shared_v4(a_base + (mt * 16 * BK * 2) as u32);
-            a[mt][1] = ld_shared_v4(a_base + ((mt * 16 + 8) * BK * 2) as u32);
-            mt += 1;
-        }
-        // A fragments of both MMA steps, built once per chunk and reused by every column tile.
-        let mut frag_a = [[[0u32; 4]; 2]; MMA_M];
-        let mut mt = 0;
-        while mt < MMA_M {
-            let mut step = 0;
-            while step < 2 {
-                frag_a[mt][step] =
-                    [a[mt][0][2 * step], a[mt][1][2 * step], a[mt][0][2 * step + 1], a[mt][1][2 * step + 1]];
-                step += 1;
-            }
-            mt += 1;
-        }
-        // W: one packed u32 (8 codes, physical K 8t..8t+8) per 8-column MMA tile, all
-        // dequantized first so that each A fragment stays in place for every column tile.
-        let w_base = w_smem + (w_row0 * (BK / 2) + w_chunk(BK, w_row0, chunk) * CHUNK_BYTES + 4 * quad_lane) as u32;
-        let scale_row = if FMT == NVFP4 { chunk * 2 + quad_lane / 2 } else { chunk };
-        let s_base = s_smem + (scale_row * bn + w_row0) as u32;
-        let mut b = [[0u32; 4]; MMA_N];
-        let mut nt = 0;
-        while nt < MMA_N {
-            let word = ld_shared_u32(w_base + (nt * 8 * (BK / 2)) as u32);
-            let scale = ld_shared_u8(s_base + (nt * 8) as u32);
-            b[nt] = dequant_word(word, scale_factor_x2::<FMT>(scale));
-            nt += 1;
-        }
-        let mut step = 0;
-        while step < 2 {
+        let mut chunk = 0;
+        while chunk < BK / 32 {
+            // A: rows r and r+8 of each 16-row MMA tile, physical K 8t..8t+8 of this chunk.
+            let a_base = a_smem + (a_row0 * BK * 2 + a_chunk(a_row0, chunk * 4 + quad_lane) * CHUNK_BYTES) as u32;
+            let mut a = [[[0u32; 4]; 2]; MMA_M];
             let mut mt = 0;
             while mt < MMA_M {
-                let mut nt = 0;
-                while nt < MMA_N {
-                    acc[mt][nt] =
-                        mma_bf16_m16n8k16(acc[mt][nt], frag_a[mt][step], [b[nt][2 * step], b[nt][2 * step + 1]]);
-                    nt += 1;
+                a[mt][0] = ld_shared_v4(a_base + (mt * 16 * BK * 2) as u32);
+                a[mt][1] = ld_shared_v4(a_base + ((mt * 16 + 8) * BK * 2) as u32);
+                mt += 1;
+            }
+            // A fragments of both MMA steps, built once per chunk and reused by every column tile.
+            let mut frag_a = [[[0u32; 4]; 2]; MMA_M];
+            let mut mt = 0;
+            while mt < MMA_M {
+                let mut step = 0;
+                while step < 2 {
+                    frag_a[mt][step] =
+                        [a[mt][0][2 * step], a[mt][1][2 * step], a[mt][0][2 * step + 1], a[mt][1][2 * step + 1]];
+                    step += 1;
                 }
                 mt += 1;
             }
-            step += 1;
+            // W: one packed u32 (8 codes, physical K 8t..8t+8) per 8-column MMA tile, all
+            // dequantized first so that each A fragment stays in place for every column tile.
+            let w_base = w_smem + (w_row0 * (BK / 2) + w_chunk(BK, w_row0, chunk) * CHUNK_BYTES + 4 * quad_lane) as u32;
+            let scale_row = if FMT == NVFP4 { chunk * 2 + quad_lane / 2 } else { chunk };
+            let s_base = s_smem + (scale_row * bn + w_row0) as u32;
+            let mut b = [[0u32; 4]; MMA_N];
+            let mut nt = 0;
+            while nt < MMA_N {
+                let word = ld_shared_u32(w_base + (nt * 8 * (BK / 2)) as u32);
+                let scale = ld_shared_u8(s_base + (nt * 8) as u32);
+                b[nt] = dequant_word(word, scale_factor_x2::<FMT>(scale));
+                nt += 1;
+            }
+            let mut step = 0;
+            while step < 2 {
+                let mut mt = 0;
+                while mt < MMA_M {
+                    let mut nt = 0;
+                    while nt < MMA_N {
+                        acc[mt][nt] =
+                            mma_bf16_m16n8k16(acc[mt][nt], frag_a[mt][step], [b[nt][2 * step], b[nt][2 * step + 1]]);
+                        nt += 1;
+                    }
+                    mt += 1;
+                }
+                step += 1;
+            }
+            chunk += 1;
         }
-        chunk += 1;
     }
 }
 
@@ -395,35 +406,38 @@ unsafe fn epilogue<const FMT: u32, const WARPS_N: usize, const MMA_M: usize, con
     acc: &[[[f32; 4]; MMA_N]; MMA_M],
     tid: usize,
 ) {
-    let n = p.n as usize;
-    let (warp, lane) = (tid / 32, tid % 32);
-    let (warp_m, warp_n) = (warp / WARPS_N, warp % WARPS_N);
-    let (group_id, quad_lane) = (lane / 4, lane % 4);
-    // The operands carried 2^-ACCUMULATOR_SHIFT (see `crate::packing`); NVFP4 adds its
-    // per-expert scale.
-    let unshift = f32_pow2(ACCUMULATOR_SHIFT);
-    let expert_scale =
-        if FMT == NVFP4 { f32::from_bits(ld_global_nc_u32(p.expert_scales + 4 * job.group as u64)) } else { 1.0 };
-    let output = |x: f32| x * unshift * expert_scale;
-    let mut mt = 0;
-    while mt < MMA_M {
-        let row = warp_m * MMA_M * 16 + mt * 16 + group_id;
-        let mut nt = 0;
-        while nt < MMA_N {
-            let col = job.n0 + warp_n * MMA_N * 8 + nt * 8 + 2 * quad_lane;
-            let d = acc[mt][nt];
-            if col < n {
-                if row < job.rows {
-                    let addr = p.c + 2 * ((job.row0 + row) * n + col) as u64;
-                    st_global_u32(addr, pack_bf16x2(output(d[0]), output(d[1])));
+    // SAFETY: `job` lies inside the problem (the caller's contract) and every store is guarded by `row < job.rows` and `col < n`.
+    unsafe {
+        let n = p.n as usize;
+        let (warp, lane) = (tid / 32, tid % 32);
+        let (warp_m, warp_n) = (warp / WARPS_N, warp % WARPS_N);
+        let (group_id, quad_lane) = (lane / 4, lane % 4);
+        // The operands carried 2^-ACCUMULATOR_SHIFT (see `crate::packing`); NVFP4 adds its
+        // per-expert scale.
+        let unshift = f32_pow2(ACCUMULATOR_SHIFT);
+        let expert_scale =
+            if FMT == NVFP4 { f32::from_bits(ld_global_nc_u32(p.expert_scales + 4 * job.group as u64)) } else { 1.0 };
+        let output = |x: f32| x * unshift * expert_scale;
+        let mut mt = 0;
+        while mt < MMA_M {
+            let row = warp_m * MMA_M * 16 + mt * 16 + group_id;
+            let mut nt = 0;
+            while nt < MMA_N {
+                let col = job.n0 + warp_n * MMA_N * 8 + nt * 8 + 2 * quad_lane;
+                let d = acc[mt][nt];
+                if col < n {
+                    if row < job.rows {
+                        let addr = p.c + 2 * ((job.row0 + row) * n + col) as u64;
+                        st_global_u32(addr, pack_bf16x2(output(d[0]), output(d[1])));
+                    }
+                    if row + 8 < job.rows {
+                        let addr = p.c + 2 * ((job.row0 + row + 8) * n + col) as u64;
+                        st_global_u32(addr, pack_bf16x2(output(d[2]), output(d[3])));
+                    }
                 }
-                if row + 8 < job.rows {
-                    let addr = p.c + 2 * ((job.row0 + row + 8) * n + col) as u64;
-                    st_global_u32(addr, pack_bf16x2(output(d[2]), output(d[3])));
-                }
+                nt += 1;
             }
-            nt += 1;
+            mt += 1;
         }
-        mt += 1;
     }
 }

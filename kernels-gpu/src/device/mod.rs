@@ -20,6 +20,5 @@ mod scheduler;
 /// any call that was not inlined).
 #[panic_handler]
 fn panic(_: &core::panic::PanicInfo) -> ! {
-    // SAFETY: `trap` ends the thread's kernel; nothing runs after it.
-    unsafe { core::arch::nvptx::trap() }
+    ptx::trap()
 }

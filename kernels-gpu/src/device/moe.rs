@@ -2,11 +2,13 @@
 //! assignments by expert, gather, activation, weighted combine, and a random fill for
 //! synthetic weights. All use [`MOE_BLOCK`] threads per block and read [`MoeParams`].
 //!
-//! Every kernel is deterministic: no atomics, fixed summation orders.
-
-use core::arch::nvptx::{_block_idx_x, _grid_dim_x, _thread_idx_x};
+//! Every kernel is deterministic: no atomics, fixed summation orders. Every index read from
+//! device data (expert ids, permuted rows, assignments) is clamped to its range before it
+//! addresses memory, so no buffer contents take a kernel outside the buffers its launcher
+//! checked (`host/moe/kernels.rs`).
 
 use super::ptx::*;
+use crate::layout::RegionAligned;
 use crate::params::{activation, gate_up, FillParams, MoeParams, MAX_EXPERTS, MAX_TOP_K, MOE_BLOCK, MOE_SCRATCH_BYTES};
 use crate::routing::{key_logit, rank_key, ABSENT};
 
@@ -17,8 +19,7 @@ const _: () = assert!(FIRST_ROW_SLOT as usize + 4 <= MOE_SCRATCH_BYTES);
 
 #[inline(always)]
 fn global_warp() -> (usize, usize) {
-    // SAFETY: special-register reads.
-    let (block, tid) = unsafe { (_block_idx_x() as usize, _thread_idx_x() as usize) };
+    let (block, tid) = (block_idx() as usize, thread_idx() as usize);
     ((block * MOE_BLOCK + tid) / 32, tid % 32)
 }
 
@@ -53,29 +54,32 @@ fn unpack(w: u32) -> (f32, f32) {
 /// # Safety
 /// Pointers and shapes as documented on [`MoeParams`]; `hidden % 8 == 0`.
 pub unsafe fn router(p: &MoeParams) {
-    let (warp, lane) = global_warp();
-    let (experts, hidden) = (p.experts as usize, p.hidden as usize);
-    let (t, e) = (warp / experts.max(1), warp % experts.max(1));
-    if t >= p.tokens as usize {
-        return;
-    }
-    let mut acc = 0.0f32;
-    let mut c = lane;
-    while c < hidden / 8 {
-        let xv = ld_global_nc_v4(p.x + 2 * (t * hidden + c * 8) as u64);
-        let wv = ld_global_nc_v4(p.router_w + 2 * (e * hidden + c * 8) as u64);
-        let mut i = 0;
-        while i < 4 {
-            let ((x0, x1), (w0, w1)) = (unpack(xv[i]), unpack(wv[i]));
-            acc += x0 * w0 + x1 * w1;
-            i += 1;
+    // SAFETY: the launcher checked every buffer against the shapes in `p` (this function's contract), and every index read from device data is clamped to its range before it addresses memory.
+    unsafe {
+        let (warp, lane) = global_warp();
+        let (experts, hidden) = (p.experts as usize, p.hidden as usize);
+        let (t, e) = (warp / experts.max(1), warp % experts.max(1));
+        if t >= p.tokens as usize {
+            return;
         }
-        c += 32;
-    }
-    let acc = warp_sum(acc);
-    if lane == 0 {
-        let bias = f32::from_bits(ld_global_nc_u32(p.router_b + 4 * e as u64));
-        st_global_u32(p.logits + 4 * (t * experts + e) as u64, (acc + bias).to_bits());
+        let mut acc = 0.0f32;
+        let mut c = lane;
+        while c < hidden / 8 {
+            let xv = ld_global_nc_v4(p.x + 2 * (t * hidden + c * 8) as u64);
+            let wv = ld_global_nc_v4(p.router_w + 2 * (e * hidden + c * 8) as u64);
+            let mut i = 0;
+            while i < 4 {
+                let ((x0, x1), (w0, w1)) = (unpack(xv[i]), unpack(wv[i]));
+                acc += x0 * w0 + x1 * w1;
+                i += 1;
+            }
+            c += 32;
+        }
+        let acc = warp_sum(acc);
+        if lane == 0 {
+            let bias = f32::from_bits(ld_global_nc_u32(p.router_b + 4 * e as u64));
+            st_global_u32(p.logits + 4 * (t * experts + e) as u64, (acc + bias).to_bits());
+        }
     }
 }
 
@@ -92,99 +96,102 @@ pub unsafe fn router(p: &MoeParams) {
 /// Pointers and shapes as documented on [`MoeParams`]; `experts <= 256`, `top_k <= 8`,
 /// `top_k <= experts`.
 pub unsafe fn topk(p: &MoeParams) {
-    let (t, lane) = global_warp();
-    let (experts, k) = (p.experts as usize, p.top_k as usize);
-    if t >= p.tokens as usize {
-        return;
-    }
-    const PER_LANE: usize = MAX_EXPERTS / 32;
-    let mut keys = [ABSENT; PER_LANE];
-    let mut j = 0;
-    while j < PER_LANE {
-        let e = lane + 32 * j;
-        if e < experts {
-            keys[j] = rank_key(f32::from_bits(ld_global_nc_u32(p.logits + 4 * (t * experts + e) as u64)));
+    // SAFETY: the launcher checked every buffer against the shapes in `p` (this function's contract), and every index read from device data is clamped to its range before it addresses memory.
+    unsafe {
+        let (t, lane) = global_warp();
+        let (experts, k) = (p.experts as usize, p.top_k as usize);
+        if t >= p.tokens as usize {
+            return;
         }
-        j += 1;
-    }
-    let mut local_max = f32::NEG_INFINITY;
-    let mut j = 0;
-    while j < PER_LANE {
-        if keys[j] != ABSENT {
-            local_max = local_max.max(key_logit(keys[j]));
+        const PER_LANE: usize = MAX_EXPERTS / 32;
+        let mut keys = [ABSENT; PER_LANE];
+        let mut j = 0;
+        while j < PER_LANE {
+            let e = lane + 32 * j;
+            if e < experts {
+                keys[j] = rank_key(f32::from_bits(ld_global_nc_u32(p.logits + 4 * (t * experts + e) as u64)));
+            }
+            j += 1;
         }
-        j += 1;
-    }
-    let max_all = warp_max(local_max);
-    let mut local_sum = 0.0f32;
-    let mut j = 0;
-    while j < PER_LANE {
-        if keys[j] != ABSENT {
-            local_sum += exp_approx(key_logit(keys[j]) - max_all);
+        let mut local_max = f32::NEG_INFINITY;
+        let mut j = 0;
+        while j < PER_LANE {
+            if keys[j] != ABSENT {
+                local_max = local_max.max(key_logit(keys[j]));
+            }
+            j += 1;
         }
-        j += 1;
-    }
-    let sum_all = warp_sum(local_sum);
+        let max_all = warp_max(local_max);
+        let mut local_sum = 0.0f32;
+        let mut j = 0;
+        while j < PER_LANE {
+            if keys[j] != ABSENT {
+                local_sum += exp_approx(key_logit(keys[j]) - max_all);
+            }
+            j += 1;
+        }
+        let sum_all = warp_sum(local_sum);
 
-    let mut chosen = [0.0f32; MAX_TOP_K];
-    let mut ids = [0u32; MAX_TOP_K];
-    let mut r = 0;
-    while r < MAX_TOP_K {
-        if r < k {
-            // This lane's best remaining key, then the warp's (lower index wins ties). At least
-            // `experts - r >= 1` entries are still present, all with keys above ABSENT, so the
-            // winner is a real expert.
-            let (mut v, mut e) = (ABSENT, u32::MAX);
-            let mut j = 0;
-            while j < PER_LANE {
-                if keys[j] > v {
-                    v = keys[j];
-                    e = (lane + 32 * j) as u32;
-                }
-                j += 1;
-            }
-            let mut m = 16;
-            while m > 0 {
-                let (ov, oe) = (shfl_xor(v, m), shfl_xor(e, m));
-                if ov > v || (ov == v && oe < e) {
-                    v = ov;
-                    e = oe;
-                }
-                m /= 2;
-            }
-            let mut j = 0;
-            while j < PER_LANE {
-                if (lane + 32 * j) as u32 == e {
-                    keys[j] = ABSENT;
-                }
-                j += 1;
-            }
-            chosen[r] = key_logit(v);
-            ids[r] = e;
-        }
-        r += 1;
-    }
-    if lane == 0 {
-        let mut sum_chosen = 0.0f32;
+        let mut chosen = [0.0f32; MAX_TOP_K];
+        let mut ids = [0u32; MAX_TOP_K];
         let mut r = 0;
         while r < MAX_TOP_K {
             if r < k {
-                sum_chosen += exp_approx(chosen[r] - chosen[0]);
+                // This lane's best remaining key, then the warp's (lower index wins ties). At least
+                // `experts - r >= 1` entries are still present, all with keys above ABSENT, so the
+                // winner is a real expert.
+                let (mut v, mut e) = (ABSENT, u32::MAX);
+                let mut j = 0;
+                while j < PER_LANE {
+                    if keys[j] > v {
+                        v = keys[j];
+                        e = (lane + 32 * j) as u32;
+                    }
+                    j += 1;
+                }
+                let mut m = 16;
+                while m > 0 {
+                    let (ov, oe) = (shfl_xor(v, m), shfl_xor(e, m));
+                    if ov > v || (ov == v && oe < e) {
+                        v = ov;
+                        e = oe;
+                    }
+                    m /= 2;
+                }
+                let mut j = 0;
+                while j < PER_LANE {
+                    if (lane + 32 * j) as u32 == e {
+                        keys[j] = ABSENT;
+                    }
+                    j += 1;
+                }
+                chosen[r] = key_logit(v);
+                ids[r] = e;
             }
             r += 1;
         }
-        let mut r = 0;
-        while r < MAX_TOP_K {
-            if r < k {
-                let w = if p.renormalize != 0 {
-                    exp_approx(chosen[r] - chosen[0]) / sum_chosen
-                } else {
-                    exp_approx(chosen[r] - max_all) / sum_all
-                };
-                st_global_u32(p.topk_ids + 4 * (t * k + r) as u64, ids[r]);
-                st_global_u32(p.topk_w + 4 * (t * k + r) as u64, w.to_bits());
+        if lane == 0 {
+            let mut sum_chosen = 0.0f32;
+            let mut r = 0;
+            while r < MAX_TOP_K {
+                if r < k {
+                    sum_chosen += exp_approx(chosen[r] - chosen[0]);
+                }
+                r += 1;
             }
-            r += 1;
+            let mut r = 0;
+            while r < MAX_TOP_K {
+                if r < k {
+                    let w = if p.renormalize != 0 {
+                        exp_approx(chosen[r] - chosen[0]) / sum_chosen
+                    } else {
+                        exp_approx(chosen[r] - max_all) / sum_all
+                    };
+                    st_global_u32(p.topk_ids + 4 * (t * k + r) as u64, ids[r]);
+                    st_global_u32(p.topk_w + 4 * (t * k + r) as u64, w.to_bits());
+                }
+                r += 1;
+            }
         }
     }
 }
@@ -194,39 +201,42 @@ pub unsafe fn topk(p: &MoeParams) {
 /// of the block call it; `warp_counts` is shared scratch for one u32 per warp.
 #[inline(always)]
 unsafe fn rank_assignments(p: &MoeParams, e: u32, first_row: Option<u32>, warp_counts: u32) -> u32 {
-    let tid = _thread_idx_x() as usize;
-    let (warp, lane) = (tid / 32, tid % 32);
-    let total = p.tokens as usize * p.top_k as usize;
-    let mut seen = 0u32;
-    let mut start = 0;
-    while start < total {
-        let a = start + tid;
-        let pred = a < total && ld_global_nc_u32(p.topk_ids + 4 * a as u64) == e;
-        let votes = ballot(pred);
-        if lane == 0 {
-            st_shared_u32(warp_counts + 4 * warp as u32, votes.count_ones());
-        }
-        sync_threads();
-        let (mut before, mut chunk) = (0u32, 0u32);
-        let mut w = 0;
-        while w < WARPS {
-            let c = ld_shared_u32(warp_counts + 4 * w as u32);
-            if w < warp {
-                before += c;
+    // SAFETY: the launcher checked every buffer against the shapes in `p` (this function's contract), and every index read from device data is clamped to its range before it addresses memory.
+    unsafe {
+        let tid = thread_idx() as usize;
+        let (warp, lane) = (tid / 32, tid % 32);
+        let total = p.tokens as usize * p.top_k as usize;
+        let mut seen = 0u32;
+        let mut start = 0;
+        while start < total {
+            let a = start + tid;
+            let pred = a < total && ld_global_nc_u32(p.topk_ids + 4 * a as u64) == e;
+            let votes = ballot(pred);
+            if lane == 0 {
+                st_shared_u32(warp_counts + 4 * warp as u32, votes.count_ones());
             }
-            chunk += c;
-            w += 1;
+            sync_threads();
+            let (mut before, mut chunk) = (0u32, 0u32);
+            let mut w = 0;
+            while w < WARPS {
+                let c = ld_shared_u32(warp_counts + 4 * w as u32);
+                if w < warp {
+                    before += c;
+                }
+                chunk += c;
+                w += 1;
+            }
+            if let (Some(first), true) = (first_row, pred) {
+                let row = first + seen + before + (votes & lanemask_lt()).count_ones();
+                st_global_u32(p.perm_src + 4 * row as u64, a as u32);
+                st_global_u32(p.perm_dst + 4 * a as u64, row);
+            }
+            seen += chunk;
+            sync_threads();
+            start += MOE_BLOCK;
         }
-        if let (Some(first), true) = (first_row, pred) {
-            let row = first + seen + before + (votes & lanemask_lt()).count_ones();
-            st_global_u32(p.perm_src + 4 * row as u64, a as u32);
-            st_global_u32(p.perm_dst + 4 * a as u64, row);
-        }
-        seen += chunk;
-        sync_threads();
-        start += MOE_BLOCK;
+        seen
     }
-    seen
 }
 
 /// `counts[e]`: assignments routed to expert `e`. One block per expert, with
@@ -235,10 +245,13 @@ unsafe fn rank_assignments(p: &MoeParams, e: u32, first_row: Option<u32>, warp_c
 /// # Safety
 /// Pointers and shapes as documented on [`MoeParams`].
 pub unsafe fn count(p: &MoeParams) {
-    let e = _block_idx_x();
-    let n = rank_assignments(p, e, None, dynamic_smem_base());
-    if _thread_idx_x() == 0 {
-        st_global_u32(p.counts + 4 * e as u64, n);
+    // SAFETY: the launcher checked every buffer against the shapes in `p` (this function's contract), and every index read from device data is clamped to its range before it addresses memory.
+    unsafe {
+        let e = block_idx();
+        let n = rank_assignments(p, e, None, dynamic_smem_base::<RegionAligned>());
+        if thread_idx() == 0 {
+            st_global_u32(p.counts + 4 * e as u64, n);
+        }
     }
 }
 
@@ -248,36 +261,39 @@ pub unsafe fn count(p: &MoeParams) {
 /// # Safety
 /// Pointers and shapes as documented on [`MoeParams`]; `counts` filled by [`count`].
 pub unsafe fn scatter(p: &MoeParams) {
-    let e = _block_idx_x() as usize;
-    let tid = _thread_idx_x() as usize;
-    let scratch = dynamic_smem_base();
-    if tid < 32 {
-        // This expert's first row: the counts of the experts before it.
-        let mut partial = 0u32;
-        let mut j = 0;
-        while j < MAX_EXPERTS / 32 {
-            let i = tid + 32 * j;
-            if i < e {
-                partial += ld_global_nc_u32(p.counts + 4 * i as u64);
+    // SAFETY: the launcher checked every buffer against the shapes in `p` (this function's contract), and every index read from device data is clamped to its range before it addresses memory.
+    unsafe {
+        let e = block_idx() as usize;
+        let tid = thread_idx() as usize;
+        let scratch = dynamic_smem_base::<RegionAligned>();
+        if tid < 32 {
+            // This expert's first row: the counts of the experts before it.
+            let mut partial = 0u32;
+            let mut j = 0;
+            while j < MAX_EXPERTS / 32 {
+                let i = tid + 32 * j;
+                if i < e {
+                    partial += ld_global_nc_u32(p.counts + 4 * i as u64);
+                }
+                j += 1;
             }
-            j += 1;
+            let mut m = 16;
+            while m > 0 {
+                partial += shfl_xor(partial, m);
+                m /= 2;
+            }
+            if tid == 0 {
+                st_shared_u32(scratch + FIRST_ROW_SLOT, partial);
+            }
         }
-        let mut m = 16;
-        while m > 0 {
-            partial += shfl_xor(partial, m);
-            m /= 2;
-        }
+        sync_threads();
+        let first = ld_shared_u32(scratch + FIRST_ROW_SLOT);
+        let n = rank_assignments(p, e as u32, Some(first), scratch);
         if tid == 0 {
-            st_shared_u32(scratch + FIRST_ROW_SLOT, partial);
-        }
-    }
-    sync_threads();
-    let first = ld_shared_u32(scratch + FIRST_ROW_SLOT);
-    let n = rank_assignments(p, e as u32, Some(first), scratch);
-    if tid == 0 {
-        st_global_u32(p.offsets + 4 * e as u64, first);
-        if e + 1 == p.experts as usize {
-            st_global_u32(p.offsets + 4 * (e + 1) as u64, first + n);
+            st_global_u32(p.offsets + 4 * e as u64, first);
+            if e + 1 == p.experts as usize {
+                st_global_u32(p.offsets + 4 * (e + 1) as u64, first + n);
+            }
         }
     }
 }
@@ -287,17 +303,21 @@ pub unsafe fn scatter(p: &MoeParams) {
 /// # Safety
 /// Pointers and shapes as documented on [`MoeParams`]; `hidden % 8 == 0`.
 pub unsafe fn gather(p: &MoeParams) {
-    let row = _block_idx_x() as usize;
-    let (hidden, k) = (p.hidden as usize, (p.top_k as usize).max(1));
-    if row >= p.tokens as usize * k {
-        return;
-    }
-    let t = ld_global_nc_u32(p.perm_src + 4 * row as u64) as usize / k;
-    let mut c = _thread_idx_x() as usize;
-    while c < hidden / 8 {
-        let v = ld_global_nc_v4(p.x + 2 * (t * hidden + c * 8) as u64);
-        st_global_v4(p.a_perm + 2 * (row * hidden + c * 8) as u64, v);
-        c += MOE_BLOCK;
+    // SAFETY: the launcher checked every buffer against the shapes in `p` (this function's contract), and every index read from device data is clamped to its range before it addresses memory.
+    unsafe {
+        let row = block_idx() as usize;
+        let (hidden, k) = (p.hidden as usize, (p.top_k as usize).max(1));
+        if row >= p.tokens as usize * k {
+            return;
+        }
+        // Clamped: whatever `perm_src` holds, the token read is one of the T tokens.
+        let t = (ld_global_nc_u32(p.perm_src + 4 * row as u64) as usize / k).min(p.tokens as usize - 1);
+        let mut c = thread_idx() as usize;
+        while c < hidden / 8 {
+            let v = ld_global_nc_v4(p.x + 2 * (t * hidden + c * 8) as u64);
+            st_global_v4(p.a_perm + 2 * (row * hidden + c * 8) as u64, v);
+            c += MOE_BLOCK;
+        }
     }
 }
 
@@ -307,30 +327,35 @@ pub unsafe fn gather(p: &MoeParams) {
 /// # Safety
 /// Pointers and shapes as documented on [`MoeParams`].
 pub unsafe fn activate(p: &MoeParams) {
-    let row = _block_idx_x() as usize;
-    let inter = p.inter as usize;
-    if row >= p.tokens as usize * p.top_k as usize {
-        return;
-    }
-    let a = ld_global_nc_u32(p.perm_src + 4 * row as u64) as usize;
-    let e = ld_global_nc_u32(p.topk_ids + 4 * a as u64) as usize;
-    let mut j = _thread_idx_x() as usize;
-    while j < inter {
-        let (gi, ui) = if p.gate_up_layout == gate_up::INTERLEAVED { (2 * j, 2 * j + 1) } else { (j, inter + j) };
-        let load = |i: usize| {
-            bf16_to_f32(ld_global_nc_u16(p.h1 + 2 * (row * 2 * inter + i) as u64))
-                + f32::from_bits(ld_global_nc_u32(p.gate_up_bias + 4 * (e * 2 * inter + i) as u64))
-        };
-        let (gate, up) = (load(gi), load(ui));
-        let y = if p.activation == activation::GPT_OSS {
-            let gate = gate.min(p.limit);
-            let up = up.max(-p.limit).min(p.limit);
-            (up + 1.0) * gate / (1.0 + exp_approx(-p.alpha * gate))
-        } else {
-            up * gate / (1.0 + exp_approx(-gate))
-        };
-        st_global_u16(p.a2 + 2 * (row * inter + j) as u64, f32_to_bf16(y));
-        j += MOE_BLOCK;
+    // SAFETY: the launcher checked every buffer against the shapes in `p` (this function's contract), and every index read from device data is clamped to its range before it addresses memory.
+    unsafe {
+        let row = block_idx() as usize;
+        let inter = p.inter as usize;
+        if row >= p.tokens as usize * p.top_k as usize {
+            return;
+        }
+        // Clamped: whatever the routing buffers hold, the assignment and expert are in range.
+        let rows = p.tokens as usize * p.top_k as usize;
+        let a = (ld_global_nc_u32(p.perm_src + 4 * row as u64) as usize).min(rows - 1);
+        let e = (ld_global_nc_u32(p.topk_ids + 4 * a as u64) as usize).min(p.experts as usize - 1);
+        let mut j = thread_idx() as usize;
+        while j < inter {
+            let (gi, ui) = if p.gate_up_layout == gate_up::INTERLEAVED { (2 * j, 2 * j + 1) } else { (j, inter + j) };
+            let load = |i: usize| {
+                bf16_to_f32(ld_global_nc_u16(p.h1 + 2 * (row * 2 * inter + i) as u64))
+                    + f32::from_bits(ld_global_nc_u32(p.gate_up_bias + 4 * (e * 2 * inter + i) as u64))
+            };
+            let (gate, up) = (load(gi), load(ui));
+            let y = if p.activation == activation::GPT_OSS {
+                let gate = gate.min(p.limit);
+                let up = up.max(-p.limit).min(p.limit);
+                (up + 1.0) * gate / (1.0 + exp_approx(-p.alpha * gate))
+            } else {
+                up * gate / (1.0 + exp_approx(-gate))
+            };
+            st_global_u16(p.a2 + 2 * (row * inter + j) as u64, f32_to_bf16(y));
+            j += MOE_BLOCK;
+        }
     }
 }
 
@@ -340,27 +365,32 @@ pub unsafe fn activate(p: &MoeParams) {
 /// # Safety
 /// Pointers and shapes as documented on [`MoeParams`].
 pub unsafe fn combine(p: &MoeParams) {
-    let t = _block_idx_x() as usize;
-    let (hidden, k) = (p.hidden as usize, p.top_k as usize);
-    if t >= p.tokens as usize {
-        return;
-    }
-    let mut h = _thread_idx_x() as usize;
-    while h < hidden {
-        let mut acc = 0.0f32;
-        let mut r = 0;
-        while r < k {
-            let a = t * k + r;
-            let row = ld_global_nc_u32(p.perm_dst + 4 * a as u64) as usize;
-            let e = ld_global_nc_u32(p.topk_ids + 4 * a as u64) as usize;
-            let w = f32::from_bits(ld_global_nc_u32(p.topk_w + 4 * a as u64));
-            let v = bf16_to_f32(ld_global_nc_u16(p.h2 + 2 * (row * hidden + h) as u64))
-                + f32::from_bits(ld_global_nc_u32(p.down_bias + 4 * (e * hidden + h) as u64));
-            acc += w * v;
-            r += 1;
+    // SAFETY: the launcher checked every buffer against the shapes in `p` (this function's contract), and every index read from device data is clamped to its range before it addresses memory.
+    unsafe {
+        let t = block_idx() as usize;
+        let (hidden, k) = (p.hidden as usize, p.top_k as usize);
+        if t >= p.tokens as usize {
+            return;
         }
-        st_global_u16(p.out + 2 * (t * hidden + h) as u64, f32_to_bf16(acc));
-        h += MOE_BLOCK;
+        let rows = p.tokens as usize * k;
+        let mut h = thread_idx() as usize;
+        while h < hidden {
+            let mut acc = 0.0f32;
+            let mut r = 0;
+            while r < k {
+                let a = t * k + r;
+                // Clamped: whatever the routing buffers hold, the row and expert are in range.
+                let row = (ld_global_nc_u32(p.perm_dst + 4 * a as u64) as usize).min(rows - 1);
+                let e = (ld_global_nc_u32(p.topk_ids + 4 * a as u64) as usize).min(p.experts as usize - 1);
+                let w = f32::from_bits(ld_global_nc_u32(p.topk_w + 4 * a as u64));
+                let v = bf16_to_f32(ld_global_nc_u16(p.h2 + 2 * (row * hidden + h) as u64))
+                    + f32::from_bits(ld_global_nc_u32(p.down_bias + 4 * (e * hidden + h) as u64));
+                acc += w * v;
+                r += 1;
+            }
+            st_global_u16(p.out + 2 * (t * hidden + h) as u64, f32_to_bf16(acc));
+            h += MOE_BLOCK;
+        }
     }
 }
 
@@ -377,22 +407,25 @@ fn mix(mut z: u64) -> u64 {
 /// # Safety
 /// `ptr` must address `len` writable bytes, 4-byte aligned.
 pub unsafe fn fill(p: &FillParams) {
-    let span = (p.span as u64).clamp(1, 256);
-    let byte = |h: u64, i: u32| (p.lo as u64 + ((h >> (8 * i)) & 0xFFFF_FFFF) % span) as u32 & 0xFF;
-    let stride = (_grid_dim_x() as u64) * MOE_BLOCK as u64;
-    let mut word = _block_idx_x() as u64 * MOE_BLOCK as u64 + _thread_idx_x() as u64;
-    while word * 4 < p.len {
-        let h = mix(p.seed.wrapping_add(word.wrapping_mul(0x9E37_79B9_7F4A_7C15)));
-        if word * 4 + 4 <= p.len {
-            let v = byte(h, 0) | byte(h, 1) << 8 | byte(h, 2) << 16 | byte(h, 3) << 24;
-            st_global_u32(p.ptr + word * 4, v);
-        } else {
-            let mut i = 0;
-            while word * 4 + i < p.len {
-                st_global_u8(p.ptr + word * 4 + i, byte(h, i as u32));
-                i += 1;
+    // SAFETY: the launcher checked every buffer against the shapes in `p` (this function's contract), and every index read from device data is clamped to its range before it addresses memory.
+    unsafe {
+        let span = (p.span as u64).clamp(1, 256);
+        let byte = |h: u64, i: u32| (p.lo as u64 + ((h >> (8 * i)) & 0xFFFF_FFFF) % span) as u32 & 0xFF;
+        let stride = (grid_dim() as u64) * MOE_BLOCK as u64;
+        let mut word = block_idx() as u64 * MOE_BLOCK as u64 + thread_idx() as u64;
+        while word * 4 < p.len {
+            let h = mix(p.seed.wrapping_add(word.wrapping_mul(0x9E37_79B9_7F4A_7C15)));
+            if word * 4 + 4 <= p.len {
+                let v = byte(h, 0) | byte(h, 1) << 8 | byte(h, 2) << 16 | byte(h, 3) << 24;
+                st_global_u32(p.ptr + word * 4, v);
+            } else {
+                let mut i = 0;
+                while word * 4 + i < p.len {
+                    st_global_u8(p.ptr + word * 4 + i, byte(h, i as u32));
+                    i += 1;
+                }
             }
+            word += stride;
         }
-        word += stride;
     }
 }

@@ -5,21 +5,46 @@
 
 use core::arch::asm;
 
-/// Declares the dynamic shared memory with the layout's region alignment.
-#[repr(C, align(128))]
-struct RegionAligned([u8; crate::layout::REGION_ALIGN]);
-const _: () = assert!(core::mem::align_of::<RegionAligned>() == crate::layout::REGION_ALIGN);
-
-/// Shared-window address of the launch-sized dynamic shared memory.
+/// Shared-window address of the launch-sized dynamic shared memory, declared with `Aligned`'s
+/// alignment (every kernel of a module must name the same type: the declaration is one
+/// symbol).
 #[inline(always)]
-pub fn dynamic_smem_base() -> u32 {
-    let generic = core::intrinsics::gpu::gpu_launch_sized_workgroup_mem::<RegionAligned>();
+pub fn dynamic_smem_base<Aligned>() -> u32 {
+    let generic = core::intrinsics::gpu::gpu_launch_sized_workgroup_mem::<Aligned>();
     let shared: u64;
     // SAFETY: `cvta.to.shared` only converts an address; it reads and writes nothing.
     unsafe {
         asm!("cvta.to.shared.u64 {0}, {1};", out(reg64) shared, in(reg64) generic as u64);
     }
     shared as u32
+}
+
+/// This thread's index in its block (`%tid.x`).
+#[inline(always)]
+pub fn thread_idx() -> u32 {
+    // SAFETY: reads a special register.
+    unsafe { core::arch::nvptx::_thread_idx_x() as u32 }
+}
+
+/// This block's index in the grid (`%ctaid.x`).
+#[inline(always)]
+pub fn block_idx() -> u32 {
+    // SAFETY: reads a special register.
+    unsafe { core::arch::nvptx::_block_idx_x() as u32 }
+}
+
+/// Blocks in the grid (`%nctaid.x`).
+#[inline(always)]
+pub fn grid_dim() -> u32 {
+    // SAFETY: reads a special register.
+    unsafe { core::arch::nvptx::_grid_dim_x() as u32 }
+}
+
+/// `trap`: ends the kernel with an error the host sees at its next synchronization.
+#[inline(always)]
+pub fn trap() -> ! {
+    // SAFETY: `trap` stops the thread; nothing runs after it.
+    unsafe { core::arch::nvptx::trap() }
 }
 
 /// Bytes of dynamic shared memory this launch was given (`%dynamic_smem_size`).
@@ -39,10 +64,13 @@ pub fn dynamic_smem_size() -> u32 {
 /// `src_bytes` is 16, `src` must be a 16-byte aligned readable global address.
 #[inline(always)]
 pub unsafe fn cp_async_16(dst: u32, src: u64, src_bytes: u32) {
-    asm!(
-        "cp.async.cg.shared.global [{0}], [{1}], 16, {2};",
-        in(reg32) dst, in(reg64) src, in(reg32) src_bytes
-    );
+    // SAFETY: the caller upholds this function's `# Safety` contract, which is the instruction's.
+    unsafe {
+        asm!(
+            "cp.async.cg.shared.global [{0}], [{1}], 16, {2};",
+            in(reg32) dst, in(reg64) src, in(reg32) src_bytes
+        );
+    }
 }
 
 /// `cp.async.commit_group`: closes the group of copies issued since the last commit.
@@ -83,12 +111,15 @@ pub fn sync_threads() {
 /// `addr` must be a 16-byte aligned shared address inside the block's allocation.
 #[inline(always)]
 pub unsafe fn ld_shared_v4(addr: u32) -> [u32; 4] {
-    let (x, y, z, w): (u32, u32, u32, u32);
-    asm!(
-        "ld.shared.v4.u32 {{{0}, {1}, {2}, {3}}}, [{4}];",
-        out(reg32) x, out(reg32) y, out(reg32) z, out(reg32) w, in(reg32) addr
-    );
-    [x, y, z, w]
+    // SAFETY: the caller upholds this function's `# Safety` contract, which is the instruction's.
+    unsafe {
+        let (x, y, z, w): (u32, u32, u32, u32);
+        asm!(
+            "ld.shared.v4.u32 {{{0}, {1}, {2}, {3}}}, [{4}];",
+            out(reg32) x, out(reg32) y, out(reg32) z, out(reg32) w, in(reg32) addr
+        );
+        [x, y, z, w]
+    }
 }
 
 /// `ld.shared.u32`.
@@ -97,9 +128,12 @@ pub unsafe fn ld_shared_v4(addr: u32) -> [u32; 4] {
 /// `addr` must be a 4-byte aligned shared address inside the block's allocation.
 #[inline(always)]
 pub unsafe fn ld_shared_u32(addr: u32) -> u32 {
-    let v: u32;
-    asm!("ld.shared.u32 {0}, [{1}];", out(reg32) v, in(reg32) addr);
-    v
+    // SAFETY: the caller upholds this function's `# Safety` contract, which is the instruction's.
+    unsafe {
+        let v: u32;
+        asm!("ld.shared.u32 {0}, [{1}];", out(reg32) v, in(reg32) addr);
+        v
+    }
 }
 
 /// `ld.shared.u8`, zero-extended.
@@ -108,9 +142,12 @@ pub unsafe fn ld_shared_u32(addr: u32) -> u32 {
 /// `addr` must be a shared address inside the block's allocation.
 #[inline(always)]
 pub unsafe fn ld_shared_u8(addr: u32) -> u32 {
-    let v: u32;
-    asm!("ld.shared.u8 {0}, [{1}];", out(reg32) v, in(reg32) addr);
-    v
+    // SAFETY: the caller upholds this function's `# Safety` contract, which is the instruction's.
+    unsafe {
+        let v: u32;
+        asm!("ld.shared.u8 {0}, [{1}];", out(reg32) v, in(reg32) addr);
+        v
+    }
 }
 
 /// `st.shared.u32`.
@@ -119,7 +156,10 @@ pub unsafe fn ld_shared_u8(addr: u32) -> u32 {
 /// `addr` must be a 4-byte aligned shared address inside the block's allocation.
 #[inline(always)]
 pub unsafe fn st_shared_u32(addr: u32, v: u32) {
-    asm!("st.shared.u32 [{0}], {1};", in(reg32) addr, in(reg32) v);
+    // SAFETY: the caller upholds this function's `# Safety` contract, which is the instruction's.
+    unsafe {
+        asm!("st.shared.u32 [{0}], {1};", in(reg32) addr, in(reg32) v);
+    }
 }
 
 /// `ld.global.nc.u32`: a read-only global load.
@@ -128,9 +168,12 @@ pub unsafe fn st_shared_u32(addr: u32, v: u32) {
 /// `addr` must be a 4-byte aligned global address that no thread writes during the kernel.
 #[inline(always)]
 pub unsafe fn ld_global_nc_u32(addr: u64) -> u32 {
-    let v: u32;
-    asm!("ld.global.nc.u32 {0}, [{1}];", out(reg32) v, in(reg64) addr);
-    v
+    // SAFETY: the caller upholds this function's `# Safety` contract, which is the instruction's.
+    unsafe {
+        let v: u32;
+        asm!("ld.global.nc.u32 {0}, [{1}];", out(reg32) v, in(reg64) addr);
+        v
+    }
 }
 
 /// `st.global.u32`.
@@ -139,7 +182,10 @@ pub unsafe fn ld_global_nc_u32(addr: u64) -> u32 {
 /// `addr` must be a 4-byte aligned writable global address.
 #[inline(always)]
 pub unsafe fn st_global_u32(addr: u64, v: u32) {
-    asm!("st.global.u32 [{0}], {1};", in(reg64) addr, in(reg32) v);
+    // SAFETY: the caller upholds this function's `# Safety` contract, which is the instruction's.
+    unsafe {
+        asm!("st.global.u32 [{0}], {1};", in(reg64) addr, in(reg32) v);
+    }
 }
 
 /// `shfl.sync.up.b32` over the full warp: the value of lane `lane - delta` (own value below it).
@@ -239,12 +285,15 @@ pub fn exp_approx(x: f32) -> f32 {
 /// `addr` must be a 16-byte aligned global address that no thread writes during the kernel.
 #[inline(always)]
 pub unsafe fn ld_global_nc_v4(addr: u64) -> [u32; 4] {
-    let (x, y, z, w): (u32, u32, u32, u32);
-    asm!(
-        "ld.global.nc.v4.u32 {{{0}, {1}, {2}, {3}}}, [{4}];",
-        out(reg32) x, out(reg32) y, out(reg32) z, out(reg32) w, in(reg64) addr
-    );
-    [x, y, z, w]
+    // SAFETY: the caller upholds this function's `# Safety` contract, which is the instruction's.
+    unsafe {
+        let (x, y, z, w): (u32, u32, u32, u32);
+        asm!(
+            "ld.global.nc.v4.u32 {{{0}, {1}, {2}, {3}}}, [{4}];",
+            out(reg32) x, out(reg32) y, out(reg32) z, out(reg32) w, in(reg64) addr
+        );
+        [x, y, z, w]
+    }
 }
 
 /// `st.global.v4.u32`.
@@ -253,10 +302,13 @@ pub unsafe fn ld_global_nc_v4(addr: u64) -> [u32; 4] {
 /// `addr` must be a 16-byte aligned writable global address.
 #[inline(always)]
 pub unsafe fn st_global_v4(addr: u64, v: [u32; 4]) {
-    asm!(
-        "st.global.v4.u32 [{0}], {{{1}, {2}, {3}, {4}}};",
-        in(reg64) addr, in(reg32) v[0], in(reg32) v[1], in(reg32) v[2], in(reg32) v[3]
-    );
+    // SAFETY: the caller upholds this function's `# Safety` contract, which is the instruction's.
+    unsafe {
+        asm!(
+            "st.global.v4.u32 [{0}], {{{1}, {2}, {3}, {4}}};",
+            in(reg64) addr, in(reg32) v[0], in(reg32) v[1], in(reg32) v[2], in(reg32) v[3]
+        );
+    }
 }
 
 /// `ld.global.nc.u16`, zero-extended.
@@ -265,9 +317,12 @@ pub unsafe fn st_global_v4(addr: u64, v: [u32; 4]) {
 /// `addr` must be a 2-byte aligned global address that no thread writes during the kernel.
 #[inline(always)]
 pub unsafe fn ld_global_nc_u16(addr: u64) -> u32 {
-    let v: u32;
-    asm!("{{ .reg .b16 h; ld.global.nc.u16 h, [{1}]; cvt.u32.u16 {0}, h; }}", out(reg32) v, in(reg64) addr);
-    v
+    // SAFETY: the caller upholds this function's `# Safety` contract, which is the instruction's.
+    unsafe {
+        let v: u32;
+        asm!("{{ .reg .b16 h; ld.global.nc.u16 h, [{1}]; cvt.u32.u16 {0}, h; }}", out(reg32) v, in(reg64) addr);
+        v
+    }
 }
 
 /// `st.global.u16` of the low half of `v`.
@@ -276,7 +331,10 @@ pub unsafe fn ld_global_nc_u16(addr: u64) -> u32 {
 /// `addr` must be a 2-byte aligned writable global address.
 #[inline(always)]
 pub unsafe fn st_global_u16(addr: u64, v: u32) {
-    asm!("{{ .reg .b16 h; cvt.u16.u32 h, {1}; st.global.u16 [{0}], h; }}", in(reg64) addr, in(reg32) v);
+    // SAFETY: the caller upholds this function's `# Safety` contract, which is the instruction's.
+    unsafe {
+        asm!("{{ .reg .b16 h; cvt.u16.u32 h, {1}; st.global.u16 [{0}], h; }}", in(reg64) addr, in(reg32) v);
+    }
 }
 
 /// `st.global.u8` of the low byte of `v`.
@@ -285,7 +343,10 @@ pub unsafe fn st_global_u16(addr: u64, v: u32) {
 /// `addr` must be a writable global address.
 #[inline(always)]
 pub unsafe fn st_global_u8(addr: u64, v: u32) {
-    asm!("{{ .reg .b16 h; cvt.u16.u32 h, {1}; st.global.u8 [{0}], h; }}", in(reg64) addr, in(reg32) v);
+    // SAFETY: the caller upholds this function's `# Safety` contract, which is the instruction's.
+    unsafe {
+        asm!("{{ .reg .b16 h; cvt.u16.u32 h, {1}; st.global.u8 [{0}], h; }}", in(reg64) addr, in(reg32) v);
+    }
 }
 
 /// bf16 bits to f32 (exact).

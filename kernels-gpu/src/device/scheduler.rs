@@ -18,9 +18,12 @@ const GROUPS_PER_LANE: usize = MAX_GROUPS / 32;
 /// `offsets` must point to at least `g + 2` readable u32 values.
 #[inline(always)]
 pub unsafe fn group_rows(offsets: u64, g: usize, rows: u32) -> (u32, u32) {
-    let begin = ld_global_nc_u32(offsets + 4 * g as u64).min(rows);
-    let end = ld_global_nc_u32(offsets + 4 * (g as u64 + 1)).min(rows);
-    (begin, end.saturating_sub(begin))
+    // SAFETY: `offsets` holds at least `g + 2` values (this function's contract) and no thread writes them.
+    unsafe {
+        let begin = ld_global_nc_u32(offsets + 4 * g as u64).min(rows);
+        let end = ld_global_nc_u32(offsets + 4 * (g as u64 + 1)).min(rows);
+        (begin, end.saturating_sub(begin))
+    }
 }
 
 /// Fills the tile table for groups clamped to `rows` rows (see [`group_rows`]). Called by all
@@ -33,37 +36,40 @@ pub unsafe fn group_rows(offsets: u64, g: usize, rows: u32) -> (u32, u32) {
 /// `groups <= MAX_GROUPS`.
 #[inline(always)]
 pub unsafe fn build_tile_table(table: u32, offsets: u64, groups: usize, rows: u32, bm: u32, n_tiles: u32, lane: usize) {
-    let first = lane * GROUPS_PER_LANE;
-    let mut counts = [0u32; GROUPS_PER_LANE];
-    let mut lane_total = 0u32;
-    let mut j = 0;
-    while j < GROUPS_PER_LANE {
-        if first + j < groups {
-            let (_, group_rows) = group_rows(offsets, first + j, rows);
-            counts[j] = group_rows.div_ceil(bm).wrapping_mul(n_tiles);
-            lane_total = lane_total.wrapping_add(counts[j]);
+    // SAFETY: `table` is the layout's tile-table region and `offsets` holds `groups + 1` values, `groups <= MAX_GROUPS` (this function's contract): every address below is inside them.
+    unsafe {
+        let first = lane * GROUPS_PER_LANE;
+        let mut counts = [0u32; GROUPS_PER_LANE];
+        let mut lane_total = 0u32;
+        let mut j = 0;
+        while j < GROUPS_PER_LANE {
+            if first + j < groups {
+                let (_, group_rows) = group_rows(offsets, first + j, rows);
+                counts[j] = group_rows.div_ceil(bm).wrapping_mul(n_tiles);
+                lane_total = lane_total.wrapping_add(counts[j]);
+            }
+            j += 1;
         }
-        j += 1;
-    }
-    // Inclusive warp scan of the lane totals.
-    let mut inclusive = lane_total;
-    let mut delta = 1;
-    while delta < 32 {
-        let below = shfl_up(inclusive, delta);
-        if lane as u32 >= delta {
-            inclusive = inclusive.wrapping_add(below);
+        // Inclusive warp scan of the lane totals.
+        let mut inclusive = lane_total;
+        let mut delta = 1;
+        while delta < 32 {
+            let below = shfl_up(inclusive, delta);
+            if lane as u32 >= delta {
+                inclusive = inclusive.wrapping_add(below);
+            }
+            delta *= 2;
         }
-        delta *= 2;
-    }
-    let mut running = inclusive.wrapping_sub(lane_total);
-    let mut j = 0;
-    while j < GROUPS_PER_LANE {
-        st_shared_u32(table + 4 * (first + j) as u32, running);
-        running = running.wrapping_add(counts[j]);
-        j += 1;
-    }
-    if lane == 31 {
-        st_shared_u32(table + 4 * MAX_GROUPS as u32, inclusive);
+        let mut running = inclusive.wrapping_sub(lane_total);
+        let mut j = 0;
+        while j < GROUPS_PER_LANE {
+            st_shared_u32(table + 4 * (first + j) as u32, running);
+            running = running.wrapping_add(counts[j]);
+            j += 1;
+        }
+        if lane == 31 {
+            st_shared_u32(table + 4 * MAX_GROUPS as u32, inclusive);
+        }
     }
 }
 
@@ -74,16 +80,19 @@ pub unsafe fn build_tile_table(table: u32, offsets: u64, groups: usize, rows: u3
 /// `table` must have been filled by [`build_tile_table`] for `groups >= 1` groups.
 #[inline(always)]
 pub unsafe fn find_group(table: u32, groups: usize, tile: u32) -> usize {
-    let (mut lo, mut hi) = (0usize, groups - 1);
-    while lo < hi {
-        let mid = (lo + hi + 1) / 2;
-        if ld_shared_u32(table + 4 * mid as u32) <= tile {
-            lo = mid;
-        } else {
-            hi = mid - 1;
+    // SAFETY: `table` was filled for `groups >= 1` groups (this function's contract), so every index read is below `groups`.
+    unsafe {
+        let (mut lo, mut hi) = (0usize, groups - 1);
+        while lo < hi {
+            let mid = (lo + hi).div_ceil(2);
+            if ld_shared_u32(table + 4 * mid as u32) <= tile {
+                lo = mid;
+            } else {
+                hi = mid - 1;
+            }
         }
+        lo
     }
-    lo
 }
 
 /// Total tiles, read back from the table.
@@ -92,5 +101,6 @@ pub unsafe fn find_group(table: u32, groups: usize, tile: u32) -> usize {
 /// `table` must have been filled by [`build_tile_table`].
 #[inline(always)]
 pub unsafe fn total_tiles(table: u32) -> u32 {
-    ld_shared_u32(table + 4 * MAX_GROUPS as u32)
+    // SAFETY: `table` was filled by `build_tile_table` (this function's contract), whose last slot is the total.
+    unsafe { ld_shared_u32(table + 4 * MAX_GROUPS as u32) }
 }

@@ -1,22 +1,19 @@
-//! Autotuning: time every runnable (tactic, STAGES) for a problem on this device and budget,
-//! keep the fastest in a JSON cache, and let dispatch use it.
+//! The tuned-choice cache: the fastest (tactic, STAGES) measured for each problem on one device
+//! and budget (written by `stagefit tune`), which selection prefers
+//! for [`crate::TacticChoice::Auto`].
 //!
 //! A cache is valid only for the device name, compute capability, driver version and
 //! shared-memory limit it was made with ([`TuneCache::fits`]). Entries are keyed by format,
 //! experts, N, K and the row count rounded up to a power of two.
 
 use std::path::Path;
-use std::sync::Arc;
 
-use cudarc::driver::CudaStream;
 use serde::{Deserialize, Serialize};
 
-use crate::bench::{median_us, RandomProblem};
 use crate::device::DeviceInfo;
 use crate::error::{Error, Result};
-use crate::gemm::{find_tactic, GroupedGemm, TacticChoice};
 use crate::heuristic::ProblemShape;
-use crate::moe::kernels::MoeKernels;
+use crate::plan::find_tactic;
 use crate::Fp4Format;
 
 /// The rows bucket of a problem: its row count rounded up to a power of two.
@@ -79,14 +76,13 @@ pub struct TuneCache {
 }
 
 impl TuneCache {
-    /// An empty cache for `gemm`'s device and limit.
-    pub fn for_handle(gemm: &GroupedGemm) -> TuneCache {
-        let d = gemm.device();
+    /// An empty cache for `device` at shared-memory limit `smem_limit`.
+    pub fn empty(device: &DeviceInfo, smem_limit: usize) -> TuneCache {
         TuneCache {
-            device: d.name.clone(),
-            compute_capability: d.compute_capability,
-            driver_version: d.driver_version,
-            smem_limit: gemm.limit().bytes(),
+            device: device.name.clone(),
+            compute_capability: device.compute_capability,
+            driver_version: device.driver_version,
+            smem_limit,
             entries: Vec::new(),
         }
     }
@@ -116,7 +112,7 @@ impl TuneCache {
     /// ([`TuneCache::validate`]).
     pub fn load(path: &Path) -> Result<TuneCache> {
         use std::io::Read;
-        let file = crate::moe::checkpoint::open_regular_file(path).map_err(|problem| cache_error(path, problem))?;
+        let file = crate::files::open_regular_file(path).map_err(|problem| cache_error(path, problem))?;
         let mut text = String::new();
         file.take(MAX_CACHE_BYTES + 1).read_to_string(&mut text).map_err(|e| cache_error(path, e))?;
         if text.len() as u64 > MAX_CACHE_BYTES {
@@ -159,57 +155,4 @@ pub const MAX_CACHE_BYTES: u64 = 64 << 20;
 
 fn cache_error(path: &Path, problem: impl std::fmt::Display) -> Error {
     Error::TuneCache { path: path.display().to_string(), problem: problem.to_string() }
-}
-
-/// Times every runnable (tactic, STAGES) of `gemm` on a random problem of `tokens` tokens
-/// routed uniformly to `top_k` of `groups` experts with `[n × k]` weights; returns the fastest
-/// and the heuristic's choice with their times.
-#[allow(clippy::too_many_arguments)]
-pub fn tune_problem(
-    gemm: &GroupedGemm,
-    stream: &Arc<CudaStream>,
-    format: Fp4Format,
-    (groups, top_k, tokens): (usize, usize, usize),
-    (n, k): (usize, usize),
-    reps: usize,
-) -> Result<TuneEntry> {
-    let ctx = stream.context().clone();
-    let kernels = MoeKernels::load(&ctx, gemm.arch())?;
-    let mut problem =
-        RandomProblem::new(&kernels, stream, format, (groups, top_k, tokens), (n, k), 11 + tokens as u64)?;
-    let rows = problem.rows;
-    let mut time = |choice: TacticChoice<'_>| -> Result<(String, usize, f64)> {
-        let mut ran = None;
-        let us = median_us(&ctx, stream, reps, |_| {
-            ran = Some(problem.run(gemm, stream, choice)?);
-            Ok(())
-        })?;
-        let v = ran.expect("ran");
-        Ok((v.tactic.to_string(), v.stages, us))
-    };
-    let (heuristic, heuristic_stages, heuristic_us) = time(TacticChoice::Auto)?;
-    let mut best = (heuristic.clone(), heuristic_stages, heuristic_us);
-    let mut timings = Vec::new();
-    for plan in gemm.plan().iter().filter(|p| p.runnable()) {
-        for &stages in plan.tactic.stages.iter().filter(|&&s| s <= plan.stages.unwrap_or(0)) {
-            let t = time(TacticChoice::Variant { tactic: plan.tactic.name, stages })?;
-            timings.push(VariantTiming { tactic: t.0.clone(), stages: t.1, us: t.2 });
-            if t.2 < best.2 {
-                best = t;
-            }
-        }
-    }
-    Ok(TuneEntry {
-        format: format.name().into(),
-        groups,
-        n,
-        k,
-        rows_bucket: rows_bucket(rows),
-        tactic: best.0,
-        stages: best.1,
-        time_us: best.2,
-        heuristic: format!("{heuristic} S={heuristic_stages}"),
-        heuristic_us,
-        timings,
-    })
 }

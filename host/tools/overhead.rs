@@ -19,11 +19,11 @@ use cudarc::driver::{CudaContext, CudaStream};
 use half::bf16;
 use serde::Serialize;
 
-use crate::bench::{median_us, RandomProblem};
 use crate::error::{DriverContext, Result};
 use crate::gemm::{GroupedGemm, TacticChoice};
 use crate::heuristic::ProblemShape;
 use crate::moe::kernels::MoeKernels;
+use crate::tools::problem::{median_us, RandomProblem};
 use crate::Fp4Format;
 
 /// Calls between synchronizations in the steady-state loop.
@@ -119,7 +119,7 @@ pub fn measure(calls: usize) -> Result<OverheadReport> {
     let (graph_us, identical) = graph(&ctx, &stream, &gemm, &mut problem)?;
     Ok(OverheadReport {
         problem: (experts, rows, n, k),
-        variant: format!("{} S={}", variant.tactic, variant.stages),
+        variant: format!("{} S={}", variant.tactic.name, variant.stages),
         cold_first_call_ms,
         cold_first_result_ms,
         modules_loaded: gemm.loaded_modules(),

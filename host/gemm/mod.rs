@@ -1,0 +1,249 @@
+//! The grouped GEMM on the GPU. One call ([`GroupedGemm::run`]) passes through each module once:
+//! `validate` (shapes, sizes and buffers), `select` (which variant: a pure function of the plan,
+//! the problem and the preference, [`Selection::select`]), `modules` (the variant's loaded
+//! kernel) and the launch guard ([`GroupedGemm::check_fits`]), which refuses any variant whose
+//! shared memory exceeds the limit before the driver sees it, then the crate's one launch
+//! helper.
+
+mod modules;
+mod select;
+mod validate;
+mod weights;
+
+use std::sync::Arc;
+
+use cudarc::driver::{CudaContext, CudaSlice, CudaStream, DevicePtr, DevicePtrMut};
+use half::bf16;
+
+use crate::device::DeviceInfo;
+use crate::error::{Error, Result};
+use crate::heuristic::ProblemShape;
+use crate::launch::{launch, LaunchShape};
+use crate::plan::{SmemLimit, StagePolicy, TacticPlan};
+use crate::tuned::TuneCache;
+use crate::{Arch, Fp4Format, GroupedGemmParams};
+use modules::Modules;
+
+pub use select::{Selection, TacticChoice, Variant};
+pub use validate::{check_offsets, check_problem, offsets_from_sizes, MAX_DIM};
+pub use weights::DeviceWeights;
+
+/// Arguments of one grouped GEMM: `C_g = A_g · dequant(W_g)ᵀ`, group `g` owning rows
+/// `offsets[g]..offsets[g+1]` of `a` and `c`.
+pub struct GroupedGemmArgs<'a> {
+    /// Rows of `a` and `c` (= `offsets[groups]`; the kernel clamps every group to them).
+    pub rows: usize,
+    /// bf16 `[rows, k]`.
+    pub a: &'a CudaSlice<bf16>,
+    /// u32 `[groups + 1]`, non-decreasing from 0.
+    pub offsets: &'a CudaSlice<u32>,
+    /// The experts' FP4 weights.
+    pub weights: &'a DeviceWeights,
+    /// bf16 `[rows, n]`, written.
+    pub c: &'a mut CudaSlice<bf16>,
+}
+
+/// A grouped-GEMM handle for one context: the device's limits, an optional caller budget,
+/// and the kernel modules loaded so far (each (format, tactic) is JIT-compiled on first use).
+pub struct GroupedGemm {
+    ctx: Arc<CudaContext>,
+    device: DeviceInfo,
+    arch: Arch,
+    limit: SmemLimit,
+    policy: StagePolicy,
+    /// Every tactic's STAGES under `limit` and `policy`, worked out once.
+    plans: Vec<TacticPlan>,
+    tuned: Option<TuneCache>,
+    input_checks: bool,
+    modules: Modules,
+}
+
+impl GroupedGemm {
+    /// A handle for the device `ctx` is on, limited to `budget` bytes of shared memory per
+    /// block if given (the smaller of the budget and the device's opt-in maximum wins).
+    pub fn new(ctx: &Arc<CudaContext>, budget: Option<usize>) -> Result<GroupedGemm> {
+        let device = DeviceInfo::query(ctx)?;
+        let arch = device.arch()?;
+        let limit = SmemLimit { device_optin: device.smem_optin_per_block, budget };
+        Ok(GroupedGemm {
+            ctx: ctx.clone(),
+            arch,
+            limit,
+            policy: StagePolicy::RunTime,
+            plans: StagePolicy::RunTime.plan_all(limit.bytes()),
+            tuned: None,
+            input_checks: cfg!(debug_assertions),
+            modules: Modules::new(ctx.clone(), arch, device.smem_optin_per_block),
+            device,
+        })
+    }
+
+    /// The same handle choosing STAGES by `policy` (the default is [`StagePolicy::RunTime`]).
+    pub fn with_policy(mut self, policy: StagePolicy) -> GroupedGemm {
+        self.policy = policy;
+        self.plans = policy.plan_all(self.limit.bytes());
+        self
+    }
+
+    /// The same handle with input checks on or off (on by default in debug builds). With
+    /// them on, every call reads its group offsets back and checks them ([`check_offsets`]),
+    /// and each [`DeviceWeights`]' scales are read back and checked on their first call
+    /// ([`DeviceWeights::check_scales`]); the reads synchronize the stream. With them off, a
+    /// call trusts the device data's values but not its memory safety: the kernel clamps every
+    /// group to the `rows` rows of A and C, so bad offsets give wrong rows, never an access
+    /// outside the buffers.
+    pub fn with_input_checks(mut self, on: bool) -> GroupedGemm {
+        self.input_checks = on;
+        self
+    }
+
+    /// The same handle preferring the tuned choices of `cache` for [`TacticChoice::Auto`];
+    /// a cache made on another device, driver or limit, or naming a variant that is not
+    /// compiled, is refused. An entry whose variant does not fit the limit in force falls back
+    /// to the heuristic.
+    pub fn with_tuning(mut self, cache: TuneCache) -> Result<GroupedGemm> {
+        cache.validate().map_err(|problem| Error::TuneCache { path: "(in memory)".into(), problem })?;
+        if !cache.fits(&self.device, self.limit.bytes()) {
+            return Err(Error::TuneCache {
+                path: "(in memory)".into(),
+                problem: format!(
+                    "made for {} (cc {:?}, driver {}, limit {}), not this device and limit",
+                    cache.device, cache.compute_capability, cache.driver_version, cache.smem_limit
+                ),
+            });
+        }
+        self.tuned = Some(cache);
+        Ok(self)
+    }
+
+    /// The device this handle runs on.
+    pub fn device(&self) -> &DeviceInfo {
+        &self.device
+    }
+
+    /// The PTX target loaded on this device.
+    pub fn arch(&self) -> Arch {
+        self.arch
+    }
+
+    /// Kernel modules loaded so far (one per (format, tactic) used: loading is lazy).
+    pub fn loaded_modules(&self) -> usize {
+        self.modules.count()
+    }
+
+    /// The shared-memory limit in force.
+    pub fn limit(&self) -> SmemLimit {
+        self.limit
+    }
+
+    /// Every tactic's STAGES under this handle's limit and policy.
+    pub fn plan(&self) -> &[TacticPlan] {
+        &self.plans
+    }
+
+    /// What selection reads for this handle.
+    fn selection(&self) -> Selection<'_> {
+        Selection {
+            plans: &self.plans,
+            policy: self.policy,
+            limit: self.limit,
+            sm_count: self.device.sm_count,
+            tuned: self.tuned.as_ref(),
+        }
+    }
+
+    /// The variant a call with `format` and `problem` would run (its module is loaded to
+    /// read the kernel's static shared memory).
+    pub fn select(&self, format: Fp4Format, problem: &ProblemShape, choice: TacticChoice<'_>) -> Result<Variant> {
+        let (tactic, stages) = self.selection().select(format, problem, choice)?;
+        let module = self.modules.get(format, tactic)?;
+        Ok(Variant::new(tactic, stages, module.kernels[&stages].static_smem_bytes))
+    }
+
+    /// Runs `C_g = A_g · dequant(W_g)ᵀ` for every group on `stream`, with the variant `choice`
+    /// selects; returns the variant that ran.
+    pub fn run(
+        &self,
+        stream: &Arc<CudaStream>,
+        args: GroupedGemmArgs<'_>,
+        choice: TacticChoice<'_>,
+    ) -> Result<Variant> {
+        let problem = validate::validate(&args)?;
+        self.check_contexts(stream, &args)?;
+        if self.input_checks {
+            validate::check_device_data(stream, &args)?;
+        }
+        let format = args.weights.format();
+        let (tactic, stages) = self.selection().select(format, &problem, choice)?;
+        let module = self.modules.get(format, tactic)?;
+        let kernel = &module.kernels[&stages];
+        let variant = Variant::new(tactic, stages, kernel.static_smem_bytes);
+        self.check_fits(&variant)?;
+        let weights = args.weights;
+        let (bm, bn, _) = variant.tile;
+        // A bound on the tiles (each group adds at most one partial m-tile); the persistent
+        // grid walks the real count from the tile table.
+        let tiles_bound = (args.rows.div_ceil(bm) + weights.groups().min(args.rows)) * weights.n().div_ceil(bn);
+        let shape = LaunchShape {
+            blocks: tiles_bound.min(kernel.blocks_per_sm.max(1) * self.device.sm_count) as u32,
+            threads: tactic.tile.threads() as u32,
+            shared_bytes: variant.dynamic_smem_bytes as u32,
+        };
+        let (a, _a_sync) = args.a.device_ptr(stream);
+        let (offsets, _o_sync) = args.offsets.device_ptr(stream);
+        let (w, _w_sync) = weights.codes.device_ptr(stream);
+        let (w_scales, _s_sync) = weights.scales.device_ptr(stream);
+        let (expert_scales, _e_sync) = weights.expert_scales.device_ptr(stream);
+        let (c, _c_sync) = args.c.device_ptr_mut(stream);
+        let params = GroupedGemmParams {
+            a,
+            w,
+            w_scales,
+            expert_scales,
+            offsets,
+            c,
+            n: weights.n() as u32,
+            k: weights.k() as u32,
+            groups: weights.groups() as u32,
+            rows: args.rows as u32,
+        };
+        // SAFETY: the entry point takes one `GroupedGemmParams`; every pointer in it is a live
+        // allocation of this context (`check_contexts`) whose length `validate` checked against
+        // the shapes and `rows` (the kernel clamps every group to `rows`, whatever `offsets`
+        // holds; N and K, at most 2^30, fit its 32-bit arithmetic), and the guards above hold
+        // them across the launch; the block size is the tactic's, and the dynamic shared memory
+        // is the variant's exact layout size, which `check_fits` held to the limit and the
+        // function attribute allows (`Modules::get`).
+        unsafe { launch(&kernel.function, stream, shape, params, "launching the grouped GEMM")? };
+        Ok(variant)
+    }
+
+    /// Refuses a stream or buffer of another CUDA context than the handle's.
+    fn check_contexts(&self, stream: &Arc<CudaStream>, args: &GroupedGemmArgs<'_>) -> Result<()> {
+        let w = args.weights;
+        for (buffer, ctx) in [
+            ("stream", stream.context()),
+            ("a", args.a.context()),
+            ("offsets", args.offsets.context()),
+            ("c", args.c.context()),
+            ("codes", w.codes.context()),
+            ("scales", w.scales.context()),
+            ("expert_scales", w.expert_scales.context()),
+        ] {
+            if **ctx != *self.ctx {
+                return Err(Error::Context { buffer, expected: self.ctx.ordinal(), actual: ctx.ordinal() });
+            }
+        }
+        Ok(())
+    }
+
+    /// Refuses a variant whose static plus dynamic shared memory exceeds the limit: the check
+    /// every launch passes before the driver is asked for anything.
+    pub fn check_fits(&self, variant: &Variant) -> Result<()> {
+        if variant.smem_bytes() > self.limit.bytes() {
+            let what = format!("{} at STAGES={}", variant.tactic.name, variant.stages);
+            return Err(self.selection().too_large(what, variant.smem_bytes()));
+        }
+        Ok(())
+    }
+}

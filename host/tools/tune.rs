@@ -1,0 +1,66 @@
+//! `stagefit tune`: time every runnable (tactic, STAGES) for a problem on this device and
+//! budget, and keep the fastest in a [`crate::tuned::TuneCache`] entry.
+
+use std::sync::Arc;
+
+use cudarc::driver::CudaStream;
+
+use crate::error::Result;
+use crate::gemm::{GroupedGemm, TacticChoice};
+use crate::moe::kernels::MoeKernels;
+use crate::tools::problem::{median_us, RandomProblem};
+use crate::tuned::{rows_bucket, TuneEntry, VariantTiming};
+use crate::Fp4Format;
+
+/// Times every runnable (tactic, STAGES) of `gemm` on a random problem of `tokens` tokens
+/// routed uniformly to `top_k` of `groups` experts with `[n × k]` weights; returns the fastest
+/// and the heuristic's choice with their times.
+#[allow(clippy::too_many_arguments)]
+pub fn tune_problem(
+    gemm: &GroupedGemm,
+    stream: &Arc<CudaStream>,
+    format: Fp4Format,
+    (groups, top_k, tokens): (usize, usize, usize),
+    (n, k): (usize, usize),
+    reps: usize,
+) -> Result<TuneEntry> {
+    let ctx = stream.context().clone();
+    let kernels = MoeKernels::load(&ctx, gemm.arch())?;
+    let mut problem =
+        RandomProblem::new(&kernels, stream, format, (groups, top_k, tokens), (n, k), 11 + tokens as u64)?;
+    let rows = problem.rows;
+    let mut time = |choice: TacticChoice<'_>| -> Result<(String, usize, f64)> {
+        let mut ran = None;
+        let us = median_us(&ctx, stream, reps, |_| {
+            ran = Some(problem.run(gemm, stream, choice)?);
+            Ok(())
+        })?;
+        let v = ran.expect("ran");
+        Ok((v.tactic.name.to_string(), v.stages, us))
+    };
+    let (heuristic, heuristic_stages, heuristic_us) = time(TacticChoice::Auto)?;
+    let mut best = (heuristic.clone(), heuristic_stages, heuristic_us);
+    let mut timings = Vec::new();
+    for plan in gemm.plan().iter().filter(|p| p.runnable()) {
+        for &stages in plan.tactic.stages.iter().filter(|&&s| s <= plan.stages.unwrap_or(0)) {
+            let t = time(TacticChoice::Variant { tactic: plan.tactic.name, stages })?;
+            timings.push(VariantTiming { tactic: t.0.clone(), stages: t.1, us: t.2 });
+            if t.2 < best.2 {
+                best = t;
+            }
+        }
+    }
+    Ok(TuneEntry {
+        format: format.name().into(),
+        groups,
+        n,
+        k,
+        rows_bucket: rows_bucket(rows),
+        tactic: best.0,
+        stages: best.1,
+        time_us: best.2,
+        heuristic: format!("{heuristic} S={heuristic_stages}"),
+        heuristic_us,
+        timings,
+    })
+}
