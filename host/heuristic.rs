@@ -4,11 +4,11 @@
 //! rows per active group (decode has a few rows per expert, prefill many) through
 //! [`PREFERENCES`], a table fitted to `stagefit tune` runs on an H100 (every variant of 168
 //! MoE problems in `results/h100-tune-*-v4.json`): on those timings its pick is within 10% of
-//! the fastest variant on 163 of them and within 21% on all; timed afresh, on 158 of 168. Its STAGES is a preference capped by the
-//! reduction's length and by what fits. Where the table's tactic does not fit the limit at
-//! all, a cost model ranks the tactics that do: the fewest wasted rows and columns per wave
-//! of one block per multiprocessor, at the shallowest STAGES. A tune cache, where given,
-//! overrides both.
+//! the fastest variant on 163 of them and within 21% on all; timed afresh, on 158 of 168. Its
+//! STAGES is a preference capped by the reduction's length ([`K_STEPS_PER_STAGE`]) and by what
+//! fits. Where the table's tactic does not fit the limit at all, a cost model ranks the tactics
+//! that do: the fewest wasted rows and columns per wave of one block per multiprocessor, at the
+//! shallowest STAGES. A tune cache, where given, overrides both (see `gemm::Selection`).
 
 use crate::plan::TacticPlan;
 use crate::Tactic;

@@ -1,7 +1,9 @@
 //! The shared-memory swizzles: each is a permutation of a row's chunks, and the fragment
 //! loads the kernel issues hit distinct banks.
 
-use stagefit_kernels::layout::{a_chunk, w_chunk, SmemLayout, REGION_ALIGN};
+use stagefit_kernels::layout::{
+    a_chunk, a_fragment_offset, fragment_row, w_chunk, w_fragment_offset, SmemLayout, REGION_ALIGN,
+};
 use stagefit_kernels::tactics::TACTICS;
 
 /// 16-byte bank group (of 8 per 128-byte line) of a byte offset.
@@ -27,13 +29,11 @@ fn swizzles_permute_each_row() {
 fn fragment_loads_are_free_of_bank_conflicts() {
     for bk in [64, 128] {
         for chunk in 0..bk / 32 {
-            // A: a quarter warp (lanes 8q..8q+8) loads 16 bytes from rows 2q, 2q+1, chunks 4c..4c+4.
+            // A: a quarter warp (lanes 8q..8q+8) loads 16 bytes each, at the kernel's own offsets.
             for quarter in 0..4 {
                 let groups: Vec<_> = (0..8)
                     .map(|l| {
-                        let lane = quarter * 8 + l;
-                        let (row, t) = (lane / 4, lane % 4);
-                        bank_group(row * bk * 2 + a_chunk(row, chunk * 4 + t) * 16)
+                        bank_group(a_fragment_offset(bk, fragment_row(0, quarter * 8 + l), quarter * 8 + l, chunk))
                     })
                     .collect();
                 let mut sorted = groups.clone();
@@ -41,9 +41,9 @@ fn fragment_loads_are_free_of_bank_conflicts() {
                 sorted.dedup();
                 assert_eq!(sorted.len(), 8, "A bk={bk} chunk={chunk} quarter={quarter}: {groups:?}");
             }
-            // W: a warp loads one 16-byte chunk (4 bytes per lane) from each of 8 rows.
+            // W: a warp loads 4 bytes per lane, one 16-byte chunk from each of 8 rows.
             let mut groups: Vec<_> =
-                (0..8).map(|row| bank_group(row * bk / 2 + w_chunk(bk, row, chunk) * 16)).collect();
+                (0..32).map(|lane| bank_group(w_fragment_offset(bk, fragment_row(0, lane), lane, chunk))).collect();
             groups.sort();
             groups.dedup();
             assert_eq!(groups.len(), 8, "W bk={bk} chunk={chunk}");

@@ -71,16 +71,16 @@ fn round_bf16(x: f64) -> f32 {
     f32::from_bits((bits + 0x7FFF + ((bits >> 16) & 1)) & 0xFFFF_0000)
 }
 
-/// The kernels' factor for a block-scale byte, emulated: NVFP4 reads `byte << 4` as bf16 and
-/// multiplies twice by `2^((SCALE_FACTOR_EXP + 120) / 2)`; MXFP4 writes the exponent field.
+/// The kernels' factor for a block-scale byte, from the kernels' own bit formulas with their
+/// bf16 multiplies emulated: NVFP4 multiplies the scaled-down scale twice by `2^E4M3_STEP`.
 fn factor(format: Fp4Format, byte: u8) -> f32 {
     match format {
         Fp4Format::Nvfp4 => {
-            let step = bf16_value(bf16_pow2((SCALE_FACTOR_EXP + 120) / 2));
-            let scaled_down = bf16_value((byte as u32) << 4);
+            let step = bf16_value(bf16_pow2(E4M3_STEP));
+            let scaled_down = bf16_value(e4m3_scaled_down_bits(byte as u32));
             exact_bf16(exact_bf16(scaled_down * step) * step)
         }
-        Fp4Format::Mxfp4 => bf16_value((byte as u32 + SCALE_FACTOR_EXP as u32) << 7),
+        Fp4Format::Mxfp4 => bf16_value(e8m0_factor_bits(byte as u32)),
     }
 }
 

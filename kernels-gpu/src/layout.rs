@@ -107,3 +107,26 @@ pub const fn w_chunk(bk: usize, row: usize, chunk: usize) -> usize {
     let rows_per_line = 128 / (bk / 2);
     chunk ^ ((row / rows_per_line) % chunks_per_row)
 }
+
+/// The tile row whose fragment elements lane `lane` of a warp loads, for fragment rows from
+/// `row0`: the MMA fragment's lane map (rows `+8` are one 8-row step further).
+#[inline]
+pub const fn fragment_row(row0: usize, lane: usize) -> usize {
+    row0 + lane / 4
+}
+
+/// Byte offset, in a stage's A tile of `bk` K-elements, of the 16 bytes lane `lane` loads from
+/// its fragment row `row` ([`fragment_row`]) in 32-element K-chunk `chunk`: physical
+/// K-elements `8·(lane % 4)..+8` of the chunk.
+#[inline]
+pub const fn a_fragment_offset(bk: usize, row: usize, lane: usize, chunk: usize) -> usize {
+    row * bk * 2 + a_chunk(row, chunk * 4 + lane % 4) * CHUNK_BYTES
+}
+
+/// Byte offset, in a stage's W tile of `bk` K-elements, of the 4 bytes (8 packed codes) lane
+/// `lane` loads from its fragment row `row` ([`fragment_row`]) in K-chunk `chunk`: physical
+/// K-elements `8·(lane % 4)..+8` of the chunk.
+#[inline]
+pub const fn w_fragment_offset(bk: usize, row: usize, lane: usize, chunk: usize) -> usize {
+    row * (bk / 2) + w_chunk(bk, row, chunk) * CHUNK_BYTES + 4 * (lane % 4)
+}

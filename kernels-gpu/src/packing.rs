@@ -132,6 +132,24 @@ pub const SCALE_FACTOR_EXP: i32 = 126 - ACCUMULATOR_SHIFT;
 /// Largest e8m0 scale code the kernels take: its factor's bf16 exponent field is 254.
 pub const MX_SCALE_CODE_MAX: u8 = (254 - SCALE_FACTOR_EXP) as u8;
 
+/// The half-way exponent of the NVFP4 factor: `(byte << 4)` of a non-negative e4m3 byte, read
+/// as bf16, is its value times 2^-120 (normals and subnormals alike); two bf16 multiplies by
+/// `2^E4M3_STEP` make it `scale · 2^SCALE_FACTOR_EXP`.
+pub const E4M3_STEP: i32 = (SCALE_FACTOR_EXP + 120) / 2;
+const _: () = assert!(2 * E4M3_STEP == SCALE_FACTOR_EXP + 120 && E4M3_STEP <= 127);
+
+/// The bf16 bits of an e4m3 block scale's value times 2^-120 (the NVFP4 factor before its two
+/// multiplies by `2^E4M3_STEP`).
+pub const fn e4m3_scaled_down_bits(byte: u32) -> u32 {
+    byte << 4
+}
+
+/// The bf16 bits of an e8m0 block scale's factor `scale · 2^SCALE_FACTOR_EXP`: the exponent
+/// field `code - 127 + SCALE_FACTOR_EXP + 127` (codes up to [`MX_SCALE_CODE_MAX`]).
+pub const fn e8m0_factor_bits(byte: u32) -> u32 {
+    (byte + SCALE_FACTOR_EXP as u32) << 7
+}
+
 /// The bf16 bits of `2^exp` (`-126 <= exp <= 127`).
 pub const fn bf16_pow2(exp: i32) -> u32 {
     ((exp + 127) as u32) << 7

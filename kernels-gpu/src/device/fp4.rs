@@ -7,15 +7,12 @@
 
 use super::ptx::fma_bf16x2;
 use crate::format::NVFP4;
-use crate::packing::{bf16_pow2, template_pair, SCALE_FACTOR_EXP};
+use crate::packing::{bf16_pow2, e4m3_scaled_down_bits, e8m0_factor_bits, template_pair, E4M3_STEP};
 
 /// bf16 -0.0 in both lanes: the additive identity that keeps the sign of a zero product.
 const NEG_ZERO_X2: u32 = 0x8000_8000;
 
-/// `(byte << 4)` of a non-negative e4m3 byte, read as bf16, is its value times 2^-120
-/// (normals and subnormals alike); two multiplies by 2^E4M3_STEP make it the scale factor.
-const E4M3_STEP: i32 = (SCALE_FACTOR_EXP + 120) / 2;
-const _: () = assert!(2 * E4M3_STEP == SCALE_FACTOR_EXP + 120 && E4M3_STEP <= 127);
+/// `2^E4M3_STEP` in both bf16 lanes.
 const E4M3_STEP_X2: u32 = bf16_pow2(E4M3_STEP) * 0x0001_0001;
 
 /// Dequantizes the eight packed e2m1 codes of `word` times `factor_x2` (a block scale as
@@ -38,11 +35,10 @@ pub fn dequant_word(word: u32, factor_x2: u32) -> [u32; 4] {
 #[inline(always)]
 pub fn scale_factor_x2<const FMT: u32>(byte: u32) -> u32 {
     if FMT == NVFP4 {
-        let scaled_down = byte * 0x0010_0010;
+        let scaled_down = e4m3_scaled_down_bits(byte) * 0x0001_0001;
         let half_way = fma_bf16x2(scaled_down, E4M3_STEP_X2, NEG_ZERO_X2);
         fma_bf16x2(half_way, E4M3_STEP_X2, NEG_ZERO_X2)
     } else {
-        // bf16 exponent field E - 127 + SCALE_FACTOR_EXP + 127 in both lanes.
-        (byte + SCALE_FACTOR_EXP as u32) * 0x0080_0080
+        e8m0_factor_bits(byte) * 0x0001_0001
     }
 }

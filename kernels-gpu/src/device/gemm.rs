@@ -23,7 +23,10 @@ use super::fp4::{dequant_word, scale_factor_x2};
 use super::ptx::*;
 use super::scheduler::{build_tile_table, find_group, group_rows, total_tiles};
 use crate::format::{scale_block, NVFP4};
-use crate::layout::{a_chunk, w_chunk, RegionAligned, SmemLayout, CHUNK_BYTES, MAX_GROUPS};
+use crate::layout::{
+    a_chunk, a_fragment_offset, fragment_row, w_chunk, w_fragment_offset, RegionAligned, SmemLayout, CHUNK_BYTES,
+    MAX_GROUPS,
+};
 use crate::packing::{f32_pow2, ACCUMULATOR_SHIFT};
 use crate::params::GroupedGemmParams;
 use crate::tactics::TileShape;
@@ -42,8 +45,8 @@ struct TileJob {
 /// must call it.
 ///
 /// # Safety
-/// The launch must satisfy the shape contract above, with `MMA_M·16·WARPS_M × ...` threads =
-/// `TileShape::threads()` per block.
+/// The launch must satisfy the shape contract above, with `TileShape::threads()`
+/// (`32 · WARPS_M · WARPS_N`) threads per block.
 #[inline(always)]
 pub unsafe fn grouped_gemm<
     const FMT: u32,
@@ -339,13 +342,13 @@ unsafe fn compute_stage<
         let (warp_m, warp_n) = (warp / WARPS_N, warp % WARPS_N);
         let (group_id, quad_lane) = (lane / 4, lane % 4);
         let bn = tile.bn();
-        let a_row0 = warp_m * MMA_M * 16 + group_id;
-        let w_row0 = warp_n * MMA_N * 8 + group_id;
+        let a_row0 = fragment_row(warp_m * MMA_M * 16, lane);
+        let w_row0 = fragment_row(warp_n * MMA_N * 8, lane);
 
         let mut chunk = 0;
         while chunk < BK / 32 {
             // A: rows r and r+8 of each 16-row MMA tile, physical K 8t..8t+8 of this chunk.
-            let a_base = a_smem + (a_row0 * BK * 2 + a_chunk(a_row0, chunk * 4 + quad_lane) * CHUNK_BYTES) as u32;
+            let a_base = a_smem + a_fragment_offset(BK, a_row0, lane, chunk) as u32;
             let mut a = [[[0u32; 4]; 2]; MMA_M];
             let mut mt = 0;
             while mt < MMA_M {
@@ -367,7 +370,7 @@ unsafe fn compute_stage<
             }
             // W: one packed u32 (8 codes, physical K 8t..8t+8) per 8-column MMA tile, all
             // dequantized first so that each A fragment stays in place for every column tile.
-            let w_base = w_smem + (w_row0 * (BK / 2) + w_chunk(BK, w_row0, chunk) * CHUNK_BYTES + 4 * quad_lane) as u32;
+            let w_base = w_smem + w_fragment_offset(BK, w_row0, lane, chunk) as u32;
             let scale_row = if FMT == NVFP4 { chunk * 2 + quad_lane / 2 } else { chunk };
             let s_base = s_smem + (scale_row * bn + w_row0) as u32;
             let mut b = [[0u32; 4]; MMA_N];

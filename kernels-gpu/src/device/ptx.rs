@@ -81,7 +81,8 @@ pub fn cp_async_commit() {
 }
 
 /// `cp.async.wait_group N`: waits until at most `pending` committed groups are unfinished.
-/// `pending` must be a compile-time constant below 8 (the `match` folds away).
+/// `pending` should be a compile-time constant (the `match` folds away); above 6 (more than
+/// the deepest ring, STAGES 8, ever leaves pending) it waits as for 6, which is stricter.
 #[inline(always)]
 pub fn cp_async_wait(pending: usize) {
     // SAFETY: waiting has no memory effect beyond completing this thread's copies.
