@@ -340,7 +340,7 @@ unsafe fn compute_stage<
     unsafe {
         let (warp, lane) = (tid / 32, tid % 32);
         let (warp_m, warp_n) = (warp / WARPS_N, warp % WARPS_N);
-        let (group_id, quad_lane) = (lane / 4, lane % 4);
+        let quad_lane = lane % 4;
         let bn = tile.bn();
         let a_row0 = fragment_row(warp_m * MMA_M * 16, lane);
         let w_row0 = fragment_row(warp_n * MMA_N * 8, lane);
