@@ -1,11 +1,21 @@
-//! Builds the device crate `kernels-gpu` to PTX for every shipped architecture and embeds it.
+//! Embeds the GPU kernels' PTX, one deflated module per (architecture, format, tactic) plus one
+//! for the MoE-layer kernels, through a generated `embedded_ptx.rs` in `OUT_DIR`; a process
+//! JIT-compiles only the modules it uses.
 //!
-//! For each architecture, a nested `cargo +nightly rustc` compiles `kernels-gpu` for
-//! `nvptx64-nvidia-cuda` (`-Zbuild-std=core`, an rlib with `--emit=asm`: no linker needed) in
-//! its own target directory, with the outer build's `CARGO_*`/`RUST*` variables removed. The
-//! PTX is then split into one module per (format, tactic), so that a process JIT-compiles only
-//! the kernels it uses; each module is deflate-compressed and embedded through a generated
-//! `embedded_ptx.rs` in `OUT_DIR`.
+//! The PTX comes from one of two places:
+//! - **shipped** (the default): `ptx/kernels.ptx.xz`, made from the kernel sources by
+//!   the pinned nightly ([`NIGHTLY`]) and checked in, so that the crate and its dependents build
+//!   on stable with no nightly, no rust-src and no CUDA toolkit;
+//! - **source** (`STAGEFIT_KERNELS=source`): for each architecture a nested `cargo +NIGHTLY rustc`
+//!   compiles `kernels-gpu` for `nvptx64-nvidia-cuda` (`-Zbuild-std=core`, an rlib with
+//!   `--emit=asm`: no linker needed) in its own target directory, with the outer build's
+//!   `CARGO_*`/`RUST*` variables removed. `scripts/regenerate-ptx.sh` uses this to write the
+//!   shipped files (with `STAGEFIT_PTX_OUT=DIR`, each architecture's PTX is also written to
+//!   `DIR/{arch}.ptx`), and CI uses it to check that they match the sources.
+//!
+//! In the shipped mode a fingerprint of the kernel sources is compared with the one recorded
+//! beside the shipped PTX; a mismatch is a build warning (the sources changed since the PTX was
+//! made).
 
 use std::collections::BTreeMap;
 use std::env;
@@ -18,32 +28,162 @@ use stagefit_kernels::arch::Arch;
 use stagefit_kernels::format::Fp4Format;
 use stagefit_kernels::tactics::TACTICS;
 
+/// The nightly toolchain the kernels are built with, in one place: its rustup name and the
+/// commit `rustc --version` shows (accepted under the plain `nightly` name too).
+const NIGHTLY: &str = "nightly-2026-05-20";
+const NIGHTLY_COMMIT: &str = "e50aa6fba";
+
 /// LLVM must fully unroll the fragment loops so that accumulators stay in registers.
 const UNROLL: &str = "-Cllvm-args=-unroll-threshold=10000";
 
 /// The module holding the MoE-layer kernels (`host/embedded.rs` loads it by this name).
 const MOE_MODULE: &str = "moe";
 
-const FIX: &str = "stagefit builds its GPU kernels with the nightly toolchain and its rust-src component. Install them with:\n    rustup toolchain install nightly\n    rustup component add rust-src --toolchain nightly";
+/// The fingerprint file beside the shipped PTX.
+const SOURCES_FINGERPRINT: &str = "SOURCES";
 
 fn main() {
     let manifest_dir = PathBuf::from(env::var("CARGO_MANIFEST_DIR").unwrap());
     let out_dir = PathBuf::from(env::var("OUT_DIR").unwrap());
     let kernels_dir = manifest_dir.join("kernels-gpu");
+    let shipped_dir = manifest_dir.join("ptx");
     println!("cargo:rerun-if-changed=build.rs");
     println!("cargo:rerun-if-changed=kernels-gpu/src");
     println!("cargo:rerun-if-changed=kernels-gpu/Cargo.toml");
+    println!("cargo:rerun-if-changed=ptx");
+    println!("cargo:rerun-if-env-changed=STAGEFIT_KERNELS");
+    println!("cargo:rerun-if-env-changed=STAGEFIT_PTX_OUT");
 
-    check_nightly();
-    let target_root = nested_target_root(&out_dir);
+    let fingerprint = sources_fingerprint(&kernels_dir);
+    let ptx_by_arch: Vec<(&str, String)> = match env::var("STAGEFIT_KERNELS").as_deref() {
+        Ok("source") => build_from_source(&kernels_dir, &nested_target_root(&out_dir)),
+        Ok("shipped") | Err(_) => {
+            // Only a repository checkout has the kernel sources to compare with.
+            let recorded = fs::read_to_string(shipped_dir.join(SOURCES_FINGERPRINT)).unwrap_or_default();
+            if kernels_dir.join("src").is_dir() && recorded.trim() != fingerprint {
+                println!(
+                    "cargo:warning=the kernel sources changed since ptx/ was made: run scripts/regenerate-ptx.sh (or build with STAGEFIT_KERNELS=source)"
+                );
+            }
+            read_shipped(&shipped_dir)
+        }
+        Ok(other) => fail(&format!("STAGEFIT_KERNELS={other:?}: use `shipped` (the default) or `source`")),
+    };
+    if let Ok(dir) = env::var("STAGEFIT_PTX_OUT") {
+        let dir = PathBuf::from(dir);
+        fs::create_dir_all(&dir).unwrap_or_else(|e| fail(&format!("{}: {e}", dir.display())));
+        for (arch, ptx) in &ptx_by_arch {
+            fs::write(dir.join(format!("{arch}.ptx")), ptx)
+                .unwrap_or_else(|e| fail(&format!("{}: {e}", dir.display())));
+        }
+        fs::write(dir.join(SOURCES_FINGERPRINT), format!("{fingerprint}\n")).unwrap();
+    }
 
-    // Build every architecture at once (each rustc is single-threaded).
+    let mut generated = String::from("// Generated by build.rs: compressed PTX modules, one per (arch, module).\n");
+    generated.push_str("pub(crate) static EMBEDDED: &[EmbeddedModule] = &[\n");
+    for (arch, ptx) in &ptx_by_arch {
+        for (module, text) in split_modules(ptx) {
+            let file = out_dir.join(format!("{arch}_{module}.ptx.deflate"));
+            fs::write(&file, miniz_oxide::deflate::compress_to_vec(text.as_bytes(), 9)).unwrap();
+            writeln!(
+                generated,
+                "    EmbeddedModule {{ arch: {arch:?}, module: {module:?}, deflated: include_bytes!({:?}) }},",
+                file.display().to_string()
+            )
+            .unwrap();
+        }
+    }
+    generated.push_str("];\n");
+    fs::write(out_dir.join("embedded_ptx.rs"), generated).unwrap();
+}
+
+/// Stops the build with a one-line message (no panic, no backtrace).
+fn fail(message: &str) -> ! {
+    eprintln!("error: {message}");
+    std::process::exit(1)
+}
+
+/// The line that starts each architecture's PTX in the shipped archive.
+const ARCH_MARKER: &str = "//@stagefit-arch ";
+
+/// The shipped PTX of every architecture, from `ptx/kernels.ptx.xz`: one xz stream
+/// of each architecture's PTX after an [`ARCH_MARKER`] line (the four are nearly the same text,
+/// so one stream compresses them to about the size of one).
+fn read_shipped(dir: &Path) -> Vec<(&'static str, String)> {
+    let path = dir.join("kernels.ptx.xz");
+    let compressed = fs::read(&path).unwrap_or_else(|e| {
+        fail(&format!("{}: {e} (the shipped PTX; scripts/regenerate-ptx.sh writes it)", path.display()))
+    });
+    let mut bytes = Vec::new();
+    lzma_rs::xz_decompress(&mut compressed.as_slice(), &mut bytes)
+        .unwrap_or_else(|e| fail(&format!("{}: not an xz file: {e:?}", path.display())));
+    let text = String::from_utf8(bytes).unwrap_or_else(|_| fail(&format!("{}: not text", path.display())));
+    let mut found: BTreeMap<&str, String> = BTreeMap::new();
+    let mut current: Option<&str> = None;
+    for line in text.split_inclusive('\n') {
+        if let Some(name) = line.strip_prefix(ARCH_MARKER) {
+            let name = name.trim();
+            current = Some(
+                Arch::ALL
+                    .iter()
+                    .map(|a| a.name())
+                    .find(|a| *a == name)
+                    .unwrap_or_else(|| fail(&format!("{}: unknown architecture {name}", path.display()))),
+            );
+            continue;
+        }
+        match current {
+            Some(arch) => found.entry(arch).or_default().push_str(line),
+            None => fail(&format!("{}: text before the first architecture", path.display())),
+        }
+    }
+    Arch::ALL
+        .iter()
+        .map(|arch| {
+            let ptx = found.remove(arch.name()).unwrap_or_else(|| {
+                fail(&format!("{} has no PTX for {}: run scripts/regenerate-ptx.sh", path.display(), arch.name()))
+            });
+            (arch.name(), ptx)
+        })
+        .collect()
+}
+
+/// FNV-1a (64-bit) over the kernel crate's manifest and sources, in path order: what the
+/// shipped PTX was made from.
+fn sources_fingerprint(kernels_dir: &Path) -> String {
+    fn collect(dir: &Path, files: &mut Vec<PathBuf>) {
+        for entry in fs::read_dir(dir).into_iter().flatten().flatten() {
+            let path = entry.path();
+            if path.is_dir() {
+                collect(&path, files);
+            } else if path.extension().is_some_and(|x| x == "rs") {
+                files.push(path);
+            }
+        }
+    }
+    let mut files = vec![kernels_dir.join("Cargo.toml")];
+    collect(&kernels_dir.join("src"), &mut files);
+    files.sort();
+    let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
+    for file in files {
+        let name = file.strip_prefix(kernels_dir).unwrap().to_string_lossy().replace('\\', "/");
+        for byte in name.bytes().chain([0]).chain(fs::read(&file).unwrap_or_default()).chain([0]) {
+            hash = (hash ^ byte as u64).wrapping_mul(0x0000_0100_0000_01B3);
+        }
+    }
+    format!("fnv1a64:{hash:016x} {NIGHTLY} {UNROLL}")
+}
+
+/// Builds the kernels for every architecture at once (each rustc is single-threaded) with the
+/// pinned nightly; returns each architecture's PTX.
+fn build_from_source(kernels_dir: &Path, target_root: &Path) -> Vec<(&'static str, String)> {
+    let toolchain = pinned_nightly();
     let children: Vec<_> = Arch::ALL
         .iter()
         .map(|arch| {
             let arch = arch.name();
             let target_dir = target_root.join(arch);
-            let child = nightly_cargo()
+            let child = nightly_cargo(&toolchain)
                 .args(["rustc", "--lib", "--release", "--target", "nvptx64-nvidia-cuda", "-Zbuild-std=core"])
                 .arg("--manifest-path")
                 .arg(kernels_dir.join("Cargo.toml"))
@@ -60,44 +200,65 @@ fn main() {
                 .stdout(Stdio::piped())
                 .stderr(Stdio::piped())
                 .spawn()
-                .unwrap_or_else(|e| panic!("could not start `cargo +nightly`: {e}\n{FIX}"));
+                .unwrap_or_else(|e| fail(&format!("could not start `cargo +{toolchain}`: {e}")));
             (arch, target_dir, child)
         })
         .collect();
-
-    let mut generated = String::from("// Generated by build.rs: compressed PTX modules, one per (arch, module).\n");
-    generated.push_str("pub(crate) static EMBEDDED: &[EmbeddedModule] = &[\n");
-    for (arch, target_dir, child) in children {
-        let output = child.wait_with_output().expect("nested cargo did not finish");
-        if !output.status.success() {
-            panic!(
-                "building kernels-gpu for {arch} failed:\n{}\n{}",
-                String::from_utf8_lossy(&output.stderr),
-                if String::from_utf8_lossy(&output.stderr).contains("rust-src") { FIX } else { "" }
-            );
-        }
-        let ptx = fs::read_to_string(find_ptx(&target_dir.join("nvptx64-nvidia-cuda/release/deps")))
-            .expect("reading the emitted PTX");
-        for (module, text) in split_modules(&ptx) {
-            let file = out_dir.join(format!("{arch}_{module}.ptx.deflate"));
-            fs::write(&file, miniz_oxide::deflate::compress_to_vec(text.as_bytes(), 9)).unwrap();
-            writeln!(
-                generated,
-                "    EmbeddedModule {{ arch: {arch:?}, module: {module:?}, deflated: include_bytes!({:?}) }},",
-                file.display().to_string()
-            )
-            .unwrap();
-        }
-    }
-    generated.push_str("];\n");
-    fs::write(out_dir.join("embedded_ptx.rs"), generated).unwrap();
+    children
+        .into_iter()
+        .map(|(arch, target_dir, child)| {
+            let output = child.wait_with_output().expect("nested cargo did not finish");
+            if !output.status.success() {
+                fail(&format!(
+                    "building kernels-gpu for {arch} with {toolchain} failed:\n{}",
+                    String::from_utf8_lossy(&output.stderr)
+                ));
+            }
+            let ptx = fs::read_to_string(find_ptx(&target_dir.join("nvptx64-nvidia-cuda/release/deps")))
+                .expect("reading the emitted PTX");
+            (arch, ptx)
+        })
+        .collect()
 }
 
-/// `cargo +nightly` with the outer build's toolchain and flag variables removed, so that the
+/// The rustup name of the pinned nightly: [`NIGHTLY`] where installed, else `nightly` if it is
+/// the same build; with rust-src. Stops with the install command otherwise.
+fn pinned_nightly() -> String {
+    let fix = format!(
+        "building the kernels from source needs {NIGHTLY} with rust-src: rustup toolchain install {NIGHTLY} --component rust-src (or build with the shipped PTX: unset STAGEFIT_KERNELS)"
+    );
+    let version = |toolchain: &str| {
+        Command::new("rustc")
+            .args([format!("+{toolchain}"), "--version".into()])
+            .env_remove("RUSTUP_TOOLCHAIN")
+            .env_remove("RUSTC")
+            .output()
+            .ok()
+            .filter(|o| o.status.success())
+            .map(|o| String::from_utf8_lossy(&o.stdout).into_owned())
+    };
+    let toolchain = [NIGHTLY, "nightly"]
+        .into_iter()
+        .find(|t| version(t).is_some_and(|v| v.contains(NIGHTLY_COMMIT)))
+        .unwrap_or_else(|| fail(&fix));
+    let sysroot = Command::new("rustc")
+        .args([format!("+{toolchain}"), "--print".into(), "sysroot".into()])
+        .env_remove("RUSTUP_TOOLCHAIN")
+        .env_remove("RUSTC")
+        .output()
+        .map(|o| PathBuf::from(String::from_utf8_lossy(&o.stdout).trim()))
+        .unwrap_or_else(|_| fail(&fix));
+    if !sysroot.join("lib/rustlib/src/rust/library/core").is_dir() {
+        fail(&format!("{toolchain} has no rust-src component. {fix}"));
+    }
+    toolchain.to_string()
+}
+
+/// `cargo +toolchain` with the outer build's toolchain and flag variables removed, so that the
 /// nested build picks its own toolchain and does not wait on the outer build's locks.
-fn nightly_cargo() -> Command {
+fn nightly_cargo(toolchain: &str) -> Command {
     let mut cmd = Command::new("cargo");
-    cmd.arg("+nightly");
+    cmd.arg(format!("+{toolchain}"));
     for (key, _) in env::vars_os() {
         let key = key.to_string_lossy().into_owned();
         let outer = (key.starts_with("CARGO_") && key != "CARGO_HOME")
@@ -111,25 +272,6 @@ fn nightly_cargo() -> Command {
         }
     }
     cmd
-}
-
-/// Fails with the exact fix when nightly or its rust-src component is missing.
-fn check_nightly() {
-    let sysroot = Command::new("rustc")
-        .args(["+nightly", "--print", "sysroot"])
-        .env_remove("RUSTUP_TOOLCHAIN")
-        .env_remove("RUSTC")
-        .output();
-    let sysroot = match sysroot {
-        Ok(out) if out.status.success() => PathBuf::from(String::from_utf8_lossy(&out.stdout).trim()),
-        _ => panic!("the nightly toolchain was not found.\n{FIX}"),
-    };
-    if !sysroot.join("lib/rustlib/src/rust/library/core").is_dir() {
-        panic!(
-            "the nightly toolchain has no rust-src component ({} has no library sources).\n{FIX}",
-            sysroot.display()
-        );
-    }
 }
 
 /// `<target>/kernels-gpu`, next to the outer build's profile directories, so that every

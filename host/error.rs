@@ -2,8 +2,10 @@
 
 use crate::Fp4Format;
 
-/// What can go wrong in stagefit.
+/// What can go wrong in stagefit. New refusals may be added in any release, so matches need a
+/// catch-all arm.
 #[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
 pub enum Error {
     /// A problem dimension breaks a kernel requirement.
     #[error("{what} = {value} is not allowed: {requirement}")]

@@ -36,6 +36,9 @@ pub mod rng;
 pub mod tools;
 pub mod tuned;
 
+/// The CUDA driver bindings stagefit's API speaks (contexts, streams, device buffers), so that
+/// callers use the same version.
+pub use cudarc;
 pub use embedded::{kernel_name, module_ptx, moe_module_ptx};
 pub use error::{Error, Result};
 pub use gemm::{DeviceWeights, GroupedGemm, GroupedGemmArgs, TacticChoice, Variant};

@@ -104,8 +104,8 @@ fn every_accepted_scale_gives_exact_operands() {
                 let operand = round_bf16(template as f64 * factor as f64);
                 let expected = e2m1_decode(code as u8) * scale * shift;
                 // Operands below 2^-126 (scales below 2^-93) are bf16 subnormals: within half
-                // of their spacing, 2^-134. Everything else is exact.
-                let tolerance = if expected.abs() < f32_pow2(-126) { 2f32.powi(-134) } else { 0.0 };
+                // of their spacing, 2^-134 (the f32 subnormal with bit 15 set). Everything else is exact.
+                let tolerance = if expected.abs() < f32_pow2(-126) { f32::from_bits(1 << 15) } else { 0.0 };
                 assert!(
                     (operand - expected).abs() <= tolerance,
                     "{format:?} scale byte {byte:#04x} code {code}: {operand:e} vs {expected:e}"
