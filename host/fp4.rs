@@ -111,7 +111,7 @@ impl QuantizedWeights {
     pub fn value(&self, g: usize, row: usize, col: usize) -> f32 {
         let (n, k, block) = (self.n, self.k, self.format.scale_block());
         let byte = self.codes[(g * n + row) * (k / 2) + col / 2];
-        let code = if col % 2 == 0 { byte & 0xF } else { byte >> 4 };
+        let code = if col.is_multiple_of(2) { byte & 0xF } else { byte >> 4 };
         let scale_byte = self.scales[(g * (k / block) + col / block) * n + row];
         let scale = match self.format {
             Fp4Format::Nvfp4 => e4m3_decode(scale_byte),
@@ -184,7 +184,7 @@ pub fn check_scales(format: Fp4Format, scales: &[u8], expert_scales: &[f32]) -> 
 /// scale to e4m3 and the elements against the decoded scale.
 pub fn quantize(format: Fp4Format, groups: usize, n: usize, k: usize, weights: &[f32]) -> Result<QuantizedWeights> {
     let block = format.scale_block();
-    if k == 0 || k % stagefit_kernels::format::K_CHUNK != 0 {
+    if k == 0 || !k.is_multiple_of(stagefit_kernels::format::K_CHUNK) {
         return Err(Error::Shape { what: "k", value: k, requirement: "a positive multiple of 32" });
     }
     let needed = groups.checked_mul(n).and_then(|gn| gn.checked_mul(k)).ok_or(Error::Shape {
@@ -245,7 +245,7 @@ pub fn quantize(format: Fp4Format, groups: usize, n: usize, k: usize, weights: &
                     let code = if scale > 0.0 { e2m1_encode(w / scale) } else { 0 };
                     let col = b * block + i;
                     let byte = &mut codes[(g * n + row) * (k / 2) + col / 2];
-                    *byte |= if col % 2 == 0 { code } else { code << 4 };
+                    *byte |= if col.is_multiple_of(2) { code } else { code << 4 };
                 }
             }
         }

@@ -14,10 +14,10 @@ pub(crate) fn check_dims(groups: usize, n: usize, k: usize) -> Result<()> {
     if groups == 0 || groups > MAX_GROUPS {
         return Err(Error::Shape { what: "groups", value: groups, requirement: "between 1 and 256" });
     }
-    if n == 0 || n % 16 != 0 || n > MAX_DIM {
+    if n == 0 || !n.is_multiple_of(16) || n > MAX_DIM {
         return Err(Error::Shape { what: "n", value: n, requirement: "a positive multiple of 16, at most 2^30" });
     }
-    if k == 0 || k % stagefit_kernels::format::K_CHUNK != 0 || k > MAX_DIM {
+    if k == 0 || !k.is_multiple_of(stagefit_kernels::format::K_CHUNK) || k > MAX_DIM {
         return Err(Error::Shape { what: "k", value: k, requirement: "a positive multiple of 32, at most 2^30" });
     }
     Ok(())

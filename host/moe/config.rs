@@ -107,10 +107,10 @@ impl MoeConfig {
         if self.top_k == 0 || self.top_k > stagefit_kernels::params::MAX_TOP_K.min(self.experts) {
             return shape("top_k", self.top_k, "between 1 and min(8, experts)");
         }
-        if self.hidden == 0 || self.hidden % 32 != 0 || self.hidden > MAX_WIDTH {
+        if self.hidden == 0 || !self.hidden.is_multiple_of(32) || self.hidden > MAX_WIDTH {
             return shape("hidden", self.hidden, "a positive multiple of 32, at most 2^20");
         }
-        if self.intermediate == 0 || self.intermediate % 32 != 0 || self.intermediate > MAX_WIDTH {
+        if self.intermediate == 0 || !self.intermediate.is_multiple_of(32) || self.intermediate > MAX_WIDTH {
             return shape("intermediate", self.intermediate, "a positive multiple of 32, at most 2^20");
         }
         if let Activation::GptOss { limit, alpha } = self.activation {
