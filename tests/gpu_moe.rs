@@ -4,29 +4,18 @@
 
 mod common;
 
-use common::{gpu, random_moe_weights};
+use common::{gpu, random_moe_weights, small_gpt_oss};
 use half::bf16;
 use stagefit::device::context;
 use stagefit::moe::checkpoint::{write_layer, Checkpoint};
-use stagefit::moe::{
-    reference, Activation, GateUpLayout, MoeConfig, MoeEngine, MoeLayerWeights, MoeWorkspace, GPT_OSS,
-};
+use stagefit::moe::{reference, Activation, GateUpLayout, MoeConfig, MoeEngine, MoeLayerWeights, MoeWorkspace};
 use stagefit::plan::StagePolicy;
 use stagefit::reference::compare;
 use stagefit::rng::SplitMix64;
 use stagefit::{Fp4Format, TacticChoice};
 
 fn gpt_oss_like(experts: usize) -> MoeConfig {
-    MoeConfig {
-        experts,
-        top_k: 4,
-        hidden: 256,
-        intermediate: 128,
-        renormalize: true,
-        gate_up_layout: GateUpLayout::Interleaved,
-        activation: GPT_OSS,
-        format: Fp4Format::Mxfp4,
-    }
+    small_gpt_oss(experts, 4)
 }
 
 fn swiglu_like() -> MoeConfig {

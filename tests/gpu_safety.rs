@@ -11,10 +11,10 @@ mod common;
 
 use std::sync::Arc;
 
-use common::{gpu, random_moe_weights, random_problem};
+use common::{gpu, random_moe_weights, random_problem, small_gpt_oss};
 use cudarc::driver::{CudaSlice, CudaStream};
 use half::bf16;
-use stagefit::moe::{reference, GateUpLayout, MoeConfig, MoeEngine, MoeWorkspace, GPT_OSS};
+use stagefit::moe::{reference, MoeEngine, MoeWorkspace};
 use stagefit::plan::StagePolicy;
 use stagefit::reference::{compare, grouped_gemm};
 use stagefit::{DeviceWeights, Error, Fp4Format, GroupedGemm, GroupedGemmArgs, TacticChoice};
@@ -108,19 +108,6 @@ fn bad_offsets_with_checks_off_stay_inside_the_rows() {
         gemm.run(&stream, args, TacticChoice::Auto).unwrap();
         let cmp = compare(&stream.clone_dtoh(&c).unwrap(), &p.reference);
         assert!(cmp.acceptable(), "{format:?} after bad offsets: {cmp:?}");
-    }
-}
-
-fn small_gpt_oss(experts: usize, top_k: usize) -> MoeConfig {
-    MoeConfig {
-        experts,
-        top_k,
-        hidden: 256,
-        intermediate: 128,
-        renormalize: true,
-        gate_up_layout: GateUpLayout::Interleaved,
-        activation: GPT_OSS,
-        format: Fp4Format::Mxfp4,
     }
 }
 

@@ -94,3 +94,18 @@ pub fn gpu(test: &str) -> Option<(Arc<CudaContext>, Arc<CudaStream>)> {
     let stream = ctx.default_stream();
     Some((ctx, stream))
 }
+
+/// A small layer shaped like gpt-oss (interleaved gate/up, its activation, MXFP4, renormalized
+/// top-k), with `experts` experts and top-`top_k`.
+pub fn small_gpt_oss(experts: usize, top_k: usize) -> stagefit::moe::MoeConfig {
+    stagefit::moe::MoeConfig {
+        experts,
+        top_k,
+        hidden: 256,
+        intermediate: 128,
+        renormalize: true,
+        gate_up_layout: stagefit::moe::GateUpLayout::Interleaved,
+        activation: stagefit::moe::GPT_OSS,
+        format: Fp4Format::Mxfp4,
+    }
+}
