@@ -1,5 +1,6 @@
 //! The MoE-layer kernels of one context, loaded once, each behind a safe launcher that takes
-//! typed buffers and checks their lengths against the shapes before the launch.
+//! typed buffers and checks their contexts and lengths against the stream and the shapes before
+//! the launch.
 //!
 //! The kernels never index memory with device data they did not bound first (expert ids,
 //! permuted rows and token indices are clamped to their ranges on the device), so any buffer
@@ -103,11 +104,15 @@ impl MoeShape {
     }
 }
 
-/// Refuses a buffer shorter than `needed` elements (`needed` saturates, so an overflowing
-/// size is refused too).
-fn holds(buffer: &'static str, needed: usize, actual: usize) -> Result<()> {
-    if actual < needed {
-        return Err(Error::BufferTooSmall { buffer, needed, actual });
+/// Refuses a buffer of another CUDA context than `stream`'s, or shorter than `needed` elements
+/// (`needed` saturates, so an overflowing size is refused too).
+fn holds<T>(stream: &CudaStream, buffer: &'static str, needed: usize, slice: &CudaSlice<T>) -> Result<()> {
+    let (ctx, own) = (slice.context(), stream.context());
+    if **ctx != **own {
+        return Err(Error::Context { buffer, expected: own.ordinal(), actual: ctx.ordinal() });
+    }
+    if slice.len() < needed {
+        return Err(Error::BufferTooSmall { buffer, needed, actual: slice.len() });
     }
     Ok(())
 }
@@ -119,6 +124,8 @@ fn times(a: usize, b: usize) -> usize {
 
 /// The loaded MoE-layer kernels.
 pub(crate) struct MoeKernels {
+    /// The context the module is loaded in.
+    ctx: Arc<CudaContext>,
     functions: Vec<(MoeOp, CudaFunction)>,
     fill: CudaFunction,
 }
@@ -134,16 +141,26 @@ impl MoeKernels {
             .map(|&op| Ok((op, module.load_function(op.entry()).during("finding an MoE kernel")?)))
             .collect::<Result<Vec<_>>>()?;
         let fill = module.load_function("stagefit_moe_fill").during("finding the fill kernel")?;
-        Ok(MoeKernels { functions, fill })
+        Ok(MoeKernels { ctx: ctx.clone(), functions, fill })
+    }
+
+    /// Refuses a stream of another context than the module's.
+    fn check_stream(&self, stream: &CudaStream) -> Result<()> {
+        if **stream.context() != *self.ctx {
+            let (expected, actual) = (self.ctx.ordinal(), stream.context().ordinal());
+            return Err(Error::Context { buffer: "stream", expected, actual });
+        }
+        Ok(())
     }
 
     /// Launches `op` with `params`.
     ///
     /// # Safety
     /// Every pointer in `params` that `op` reads or writes is a live allocation of `stream`'s
-    /// context, held by the caller's stream guards across the call, of at least the length
-    /// [`MoeParams`] documents for the shapes in `params`.
+    /// context (checked against the module's here), held by the caller's stream guards across
+    /// the call, of at least the length [`MoeParams`] documents for the shapes in `params`.
     unsafe fn launch(&self, stream: &CudaStream, op: MoeOp, params: MoeParams) -> Result<()> {
+        self.check_stream(stream)?;
         let function = &self.functions.iter().find(|(o, _)| *o == op).expect("every op is loaded").1;
         // SAFETY: the MoE entry points take one `MoeParams` and `MOE_BLOCK` threads with the
         // shared memory `MoeOp::shape` gives; the buffers are the caller's contract; the
@@ -162,10 +179,10 @@ impl MoeKernels {
         logits: &mut CudaSlice<f32>,
     ) -> Result<()> {
         let (t, e, _, h, _) = s.dims();
-        holds("x", times(t, h), x.len())?;
-        holds("router", times(e, h), router.len())?;
-        holds("router_bias", e, router_bias.len())?;
-        holds("logits", times(t, e), logits.len())?;
+        holds(stream, "x", times(t, h), x)?;
+        holds(stream, "router", times(e, h), router)?;
+        holds(stream, "router_bias", e, router_bias)?;
+        holds(stream, "logits", times(t, e), logits)?;
         let (x, _g0) = x.device_ptr(stream);
         let (router_w, _g1) = router.device_ptr(stream);
         let (router_b, _g2) = router_bias.device_ptr(stream);
@@ -185,9 +202,9 @@ impl MoeKernels {
         topk_w: &mut CudaSlice<f32>,
     ) -> Result<()> {
         let (t, e, k, _, _) = s.dims();
-        holds("logits", times(t, e), logits.len())?;
-        holds("topk_ids", times(t, k), topk_ids.len())?;
-        holds("topk_w", times(t, k), topk_w.len())?;
+        holds(stream, "logits", times(t, e), logits)?;
+        holds(stream, "topk_ids", times(t, k), topk_ids)?;
+        holds(stream, "topk_w", times(t, k), topk_w)?;
         let (logits, _g0) = logits.device_ptr(stream);
         let (topk_ids, _g1) = topk_ids.device_ptr_mut(stream);
         let (topk_w, _g2) = topk_w.device_ptr_mut(stream);
@@ -211,11 +228,11 @@ impl MoeKernels {
     ) -> Result<()> {
         let (t, e, k, _, _) = s.dims();
         let rows = times(t, k);
-        holds("topk_ids", rows, topk_ids.len())?;
-        holds("counts", e, counts.len())?;
-        holds("offsets", e + 1, offsets.len())?;
-        holds("perm_src", rows, perm_src.len())?;
-        holds("perm_dst", rows, perm_dst.len())?;
+        holds(stream, "topk_ids", rows, topk_ids)?;
+        holds(stream, "counts", e, counts)?;
+        holds(stream, "offsets", e + 1, offsets)?;
+        holds(stream, "perm_src", rows, perm_src)?;
+        holds(stream, "perm_dst", rows, perm_dst)?;
         let (topk_ids, _g0) = topk_ids.device_ptr(stream);
         let (counts, _g1) = counts.device_ptr_mut(stream);
         let (offsets, _g2) = offsets.device_ptr_mut(stream);
@@ -240,9 +257,9 @@ impl MoeKernels {
         a_perm: &mut CudaSlice<bf16>,
     ) -> Result<()> {
         let (t, _, k, h, _) = s.dims();
-        holds("x", times(t, h), x.len())?;
-        holds("perm_src", times(t, k), perm_src.len())?;
-        holds("a_perm", times(times(t, k), h), a_perm.len())?;
+        holds(stream, "x", times(t, h), x)?;
+        holds(stream, "perm_src", times(t, k), perm_src)?;
+        holds(stream, "a_perm", times(times(t, k), h), a_perm)?;
         let (x, _g0) = x.device_ptr(stream);
         let (perm_src, _g1) = perm_src.device_ptr(stream);
         let (a_perm, _g2) = a_perm.device_ptr_mut(stream);
@@ -265,11 +282,11 @@ impl MoeKernels {
     ) -> Result<()> {
         let (t, e, k, _, i) = s.dims();
         let rows = times(t, k);
-        holds("h1", times(rows, times(2, i)), h1.len())?;
-        holds("perm_src", rows, perm_src.len())?;
-        holds("topk_ids", rows, topk_ids.len())?;
-        holds("gate_up_bias", times(e, times(2, i)), gate_up_bias.len())?;
-        holds("a2", times(rows, i), a2.len())?;
+        holds(stream, "h1", times(rows, times(2, i)), h1)?;
+        holds(stream, "perm_src", rows, perm_src)?;
+        holds(stream, "topk_ids", rows, topk_ids)?;
+        holds(stream, "gate_up_bias", times(e, times(2, i)), gate_up_bias)?;
+        holds(stream, "a2", times(rows, i), a2)?;
         let (h1, _g0) = h1.device_ptr(stream);
         let (perm_src, _g1) = perm_src.device_ptr(stream);
         let (topk_ids, _g2) = topk_ids.device_ptr(stream);
@@ -295,12 +312,12 @@ impl MoeKernels {
     ) -> Result<()> {
         let (t, e, k, h, _) = s.dims();
         let rows = times(t, k);
-        holds("h2", times(rows, h), h2.len())?;
-        holds("perm_dst", rows, perm_dst.len())?;
-        holds("topk_ids", rows, topk_ids.len())?;
-        holds("topk_w", rows, topk_w.len())?;
-        holds("down_bias", times(e, h), down_bias.len())?;
-        holds("out", times(t, h), out.len())?;
+        holds(stream, "h2", times(rows, h), h2)?;
+        holds(stream, "perm_dst", rows, perm_dst)?;
+        holds(stream, "topk_ids", rows, topk_ids)?;
+        holds(stream, "topk_w", rows, topk_w)?;
+        holds(stream, "down_bias", times(e, h), down_bias)?;
+        holds(stream, "out", times(t, h), out)?;
         let (h2, _g0) = h2.device_ptr(stream);
         let (perm_dst, _g1) = perm_dst.device_ptr(stream);
         let (topk_ids, _g2) = topk_ids.device_ptr(stream);
@@ -346,6 +363,8 @@ impl MoeKernels {
         lo: u8,
         span: u16,
     ) -> Result<()> {
+        self.check_stream(stream)?;
+        holds(stream, "bytes", 0, bytes)?;
         let len = bytes.len();
         let (ptr, _sync) = bytes.device_ptr_mut(stream);
         let params = FillParams { ptr, len: len as u64, seed, lo: lo as u32, span: span as u32 };
