@@ -39,7 +39,7 @@ pub enum Error {
     /// another config or fewer tokens).
     #[error("MoE workspace buffer `{buffer}` holds {actual} elements but {asked} need {needed} (the workspace was sized for {sized_for})")]
     Workspace {
-        /// Which workspace buffer.
+        /// Which workspace buffer (or buffers of one length).
         buffer: &'static str,
         /// Elements the call needs.
         needed: usize,

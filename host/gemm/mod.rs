@@ -22,7 +22,7 @@ use crate::launch::{launch, LaunchShape};
 use crate::plan::{SmemLimit, StagePolicy, TacticPlan};
 use crate::tuned::TuneCache;
 use crate::{Arch, Fp4Format, GroupedGemmParams};
-use modules::Modules;
+use modules::{LoadedTactic, Modules};
 
 pub use select::{Selection, TacticChoice, Variant};
 pub use validate::{check_offsets, check_problem, offsets_from_sizes, MAX_DIM};
@@ -155,9 +155,20 @@ impl GroupedGemm {
     /// The variant a call with `format` and `problem` would run (its module is loaded to
     /// read the kernel's static shared memory).
     pub fn select(&self, format: Fp4Format, problem: &ProblemShape, choice: TacticChoice<'_>) -> Result<Variant> {
+        self.select_loaded(format, problem, choice).map(|(variant, _)| variant)
+    }
+
+    /// [`GroupedGemm::select`], with the loaded module the variant lives in.
+    fn select_loaded(
+        &self,
+        format: Fp4Format,
+        problem: &ProblemShape,
+        choice: TacticChoice<'_>,
+    ) -> Result<(Variant, Arc<LoadedTactic>)> {
         let (tactic, stages) = self.selection().select(format, problem, choice)?;
         let module = self.modules.get(format, tactic)?;
-        Ok(Variant::new(tactic, stages, module.kernels[&stages].static_smem_bytes))
+        let variant = Variant::new(tactic, stages, module.kernels[&stages].static_smem_bytes);
+        Ok((variant, module))
     }
 
     /// Runs `C_g = A_g · dequant(W_g)ᵀ` for every group on `stream`, with the variant `choice`
@@ -173,12 +184,9 @@ impl GroupedGemm {
         if self.input_checks {
             validate::check_device_data(stream, &args)?;
         }
-        let format = args.weights.format();
-        let (tactic, stages) = self.selection().select(format, &problem, choice)?;
-        let module = self.modules.get(format, tactic)?;
-        let kernel = &module.kernels[&stages];
-        let variant = Variant::new(tactic, stages, kernel.static_smem_bytes);
+        let (variant, module) = self.select_loaded(args.weights.format(), &problem, choice)?;
         self.check_fits(&variant)?;
+        let kernel = &module.kernels[&variant.stages];
         let weights = args.weights;
         let (bm, bn, _) = variant.tile;
         // A bound on the tiles (each group adds at most one partial m-tile); the persistent
@@ -186,7 +194,7 @@ impl GroupedGemm {
         let tiles_bound = (args.rows.div_ceil(bm) + weights.groups().min(args.rows)) * weights.n().div_ceil(bn);
         let shape = LaunchShape {
             blocks: tiles_bound.min(kernel.blocks_per_sm.max(1) * self.device.sm_count) as u32,
-            threads: tactic.tile.threads() as u32,
+            threads: variant.tactic.tile.threads() as u32,
             shared_bytes: variant.dynamic_smem_bytes as u32,
         };
         let (a, _a_sync) = args.a.device_ptr(stream);

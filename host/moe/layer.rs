@@ -37,6 +37,8 @@ pub struct MoeWorkspace {
     max_tokens: usize,
     /// The config it was sized for (for error messages).
     sized_for: MoeConfig,
+    /// What each buffer was allocated to hold.
+    capacity: WorkspaceLengths,
     logits: CudaSlice<f32>,
     topk_ids: CudaSlice<u32>,
     topk_w: CudaSlice<f32>,
@@ -92,6 +94,19 @@ impl WorkspaceLengths {
             gate_up_rows: times(rows, times(2, i)?)?,
             act_rows: times(rows, i)?,
         })
+    }
+
+    /// Each length with the buffers it sizes, for comparing two sets of lengths.
+    fn named(&self) -> [(&'static str, usize); 7] {
+        [
+            ("logits", self.logits),
+            ("topk_ids, topk_w, perm_src, perm_dst", self.rows),
+            ("counts", self.counts),
+            ("offsets", self.offsets),
+            ("a_perm, h2", self.hidden_rows),
+            ("h1", self.gate_up_rows),
+            ("a2", self.act_rows),
+        ]
     }
 }
 
@@ -250,6 +265,7 @@ impl MoeWorkspace {
         Ok(MoeWorkspace {
             max_tokens,
             sized_for: config.clone(),
+            capacity: n,
             logits: alloc_f32(n.logits)?,
             topk_ids: alloc_u32(n.rows)?,
             topk_w: alloc_f32(n.rows)?,
@@ -279,23 +295,12 @@ impl MoeWorkspace {
                 requirement: "at most the workspace's max_tokens",
             });
         }
-        let n = WorkspaceLengths::new(config, tokens)?;
-        let holds = [
-            ("logits", n.logits, self.logits.len()),
-            ("topk_ids", n.rows, self.topk_ids.len()),
-            ("topk_w", n.rows, self.topk_w.len()),
-            ("counts", n.counts, self.counts.len()),
-            ("offsets", n.offsets, self.offsets.len()),
-            ("perm_src", n.rows, self.perm_src.len()),
-            ("perm_dst", n.rows, self.perm_dst.len()),
-            ("a_perm", n.hidden_rows, self.a_perm.len()),
-            ("h1", n.gate_up_rows, self.h1.len()),
-            ("a2", n.act_rows, self.a2.len()),
-            ("h2", n.hidden_rows, self.h2.len()),
-        ];
-        match holds.iter().find(|(_, needed, actual)| needed > actual) {
+        let needed = WorkspaceLengths::new(config, tokens)?;
+        let holds =
+            needed.named().into_iter().zip(self.capacity.named()).map(|((buffer, n), (_, cap))| (buffer, n, cap));
+        match holds.into_iter().find(|(_, needed, actual)| needed > actual) {
             None => Ok(()),
-            Some(&(buffer, needed, actual)) => Err(Error::Workspace {
+            Some((buffer, needed, actual)) => Err(Error::Workspace {
                 buffer,
                 needed,
                 actual,
