@@ -2,16 +2,18 @@
 //!
 //! [`crate::plan`] says what fits; this module ranks what fits. The choice goes by the mean
 //! rows per active group (decode has a few rows per expert, prefill many) through
-//! [`PREFERENCES`], a table fitted to `stagefit tune` runs on an H100 (every variant of 168
-//! MoE problems in `results/h100-tune-*-v4.json`): on those timings its pick is within 10% of
-//! the fastest variant on 163 of them and within 21% on all; timed afresh, on 158 of 168. Its
+//! [`PREFERENCES`], with K and the tile count as second features: up to 8 rows the swap-AB
+//! tiles (8 rows by 64 or 128 weight rows), then the activation-major ones. The decode rows
+//! were fitted to `stagefit bench` runs of the swap-AB and activation-major variants on the
+//! four presets' shapes on an H100 (`results/h100-swap-ab-variants-s4.txt`); the larger rows
+//! to `stagefit tune` runs of 168 MoE problems (`results/h100-tune-*-v4.json`). Its
 //! STAGES is a preference capped by the reduction's length ([`K_STEPS_PER_STAGE`]) and by what
 //! fits. Where the table's tactic does not fit the limit at all, a cost model ranks the tactics
 //! that do: the fewest wasted rows and columns per wave of one block per multiprocessor, at the
 //! shallowest STAGES. A tune cache, where given, overrides both (see `gemm::Selection`).
 
 use crate::plan::TacticPlan;
-use crate::Tactic;
+use crate::{Tactic, TACTICS};
 
 /// The sizes a grouped GEMM call is chosen by.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -35,26 +37,84 @@ impl ProblemShape {
 }
 
 /// One row of the preference table: problems with at most `max_rows_per_group` rows per
-/// active group prefer `tactic` at `stages`.
+/// active group and a reduction of at least `min_k` prefer `tactic` at `stages`, or `wide`
+/// where that tactic's tiles fill the multiprocessors [`WIDE_TILE_WAVES`] times over.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Preference {
     /// Upper bound (inclusive) of [`ProblemShape::rows_per_active_group`].
     pub max_rows_per_group: usize,
+    /// Lower bound (inclusive) of K.
+    pub min_k: usize,
     /// The tactic's name.
     pub tactic: &'static str,
     /// Its preferred STAGES (fewer where the limit allows fewer).
     pub stages: usize,
+    /// A wider tactic and its STAGES, for problems with enough tiles of it.
+    pub wide: Option<(&'static str, usize)>,
 }
 
-/// The preference table, by rising rows per group: few rows want small tiles with a deep
-/// ring (more tiles to spread over the multiprocessors, more bytes in flight per tile), many
-/// want large tiles (operand reuse) with a shallow one.
-pub const PREFERENCES: [Preference; 4] = [
-    Preference { max_rows_per_group: 2, tactic: "m16n64k128w1x4", stages: 6 },
-    Preference { max_rows_per_group: 8, tactic: "m16n128k128w1x4", stages: 6 },
-    Preference { max_rows_per_group: 128, tactic: "m32n128k128w1x4", stages: 2 },
-    Preference { max_rows_per_group: usize::MAX, tactic: "m128n256k64w2x4", stages: 2 },
+/// The wide tactic of a [`Preference`] row is chosen where its tiles number at least this
+/// many per multiprocessor: fewer, wider tiles then still keep every multiprocessor streaming,
+/// and each moves more bytes per fixed cost.
+pub const WIDE_TILE_WAVES: usize = 8;
+
+/// The preference table; the first row that matches a problem applies. Few rows per group
+/// want swap-AB tiles (weights as the 16-row MMA operand, 8 rows of activations) with a
+/// shallow ring, so that two or three blocks share each multiprocessor: for 1-2 rows the
+/// 64-column tile unless the 128-column one has tiles to spare, with K-steps of 256 where K is
+/// short (K-steps of 512 would leave half a stage empty); for 3-8 rows the 128-column tile,
+/// except on short reductions, where its per-tile cost (the warps' partial sums) is not
+/// amortized and the activation-major tile wins. Many rows want large activation-major tiles
+/// (operand reuse).
+pub const PREFERENCES: [Preference; 6] = [
+    Preference {
+        max_rows_per_group: 2,
+        min_k: 2048,
+        tactic: "swm8n64k512w1k4",
+        stages: 3,
+        wide: Some(("swm8n128k256w2k2", 2)),
+    },
+    Preference {
+        max_rows_per_group: 2,
+        min_k: 0,
+        tactic: "swm8n64k256w1k2",
+        stages: 3,
+        wide: Some(("swm8n128k256w2k2", 2)),
+    },
+    Preference { max_rows_per_group: 8, min_k: 1024, tactic: "swm8n128k256w2k2", stages: 2, wide: None },
+    Preference { max_rows_per_group: 8, min_k: 0, tactic: "m16n128k128w1x4", stages: 5, wide: None },
+    Preference { max_rows_per_group: 128, min_k: 0, tactic: "m32n128k128w1x4", stages: 2, wide: None },
+    Preference { max_rows_per_group: usize::MAX, min_k: 0, tactic: "m128n256k64w2x4", stages: 2, wide: None },
 ];
+
+/// The [`PREFERENCES`] row that applies to `problem`.
+pub fn preference_row(problem: &ProblemShape) -> &'static Preference {
+    let rows = problem.rows_per_active_group();
+    PREFERENCES
+        .iter()
+        .find(|p| rows <= p.max_rows_per_group && problem.k >= p.min_k)
+        .expect("the last row matches every problem")
+}
+
+/// The tactic and STAGES `row` names for `problem`: the wide one where its tiles fill `sms`
+/// multiprocessors [`WIDE_TILE_WAVES`] times over.
+pub fn preferred_variant(row: &Preference, problem: &ProblemShape, sms: usize) -> (&'static str, usize) {
+    match row.wide {
+        Some((wide, stages)) => {
+            let tile = TACTICS.iter().find(|t| t.name == wide).map(|t| t.tile);
+            let tiles = tile.map_or(0, |t| {
+                let active = problem.groups.min(problem.rows).max(1);
+                active * problem.rows_per_active_group().div_ceil(t.bm()) * problem.n.div_ceil(t.bn())
+            });
+            if tiles >= WIDE_TILE_WAVES * sms {
+                (wide, stages)
+            } else {
+                (row.tactic, row.stages)
+            }
+        }
+        None => (row.tactic, row.stages),
+    }
+}
 
 /// Estimated cost of running `tactic` on `problem`; lower is better.
 fn estimated_cost(tactic: &Tactic, problem: &ProblemShape, sms: usize) -> f64 {
@@ -78,16 +138,15 @@ fn estimated_cost(tactic: &Tactic, problem: &ProblemShape, sms: usize) -> f64 {
 pub const K_STEPS_PER_STAGE: usize = 4;
 
 /// The preferred runnable tactic for `problem` and its STAGES, or `None` if nothing is
-/// runnable: the [`PREFERENCES`] row of the problem where its tactic fits (at the row's
-/// STAGES, capped by the K-steps and by what fits), otherwise the cheapest runnable tactic by
-/// the cost model at its shallowest STAGES.
+/// runnable: the variant of the problem's [`PREFERENCES`] row ([`preferred_variant`]) where
+/// its tactic fits (at the row's STAGES, capped by the K-steps and by what fits), otherwise
+/// the cheapest runnable tactic by the cost model at its shallowest STAGES.
 pub fn prefer(plans: &[TacticPlan], problem: &ProblemShape, sms: usize) -> Option<TacticPlan> {
-    let rows = problem.rows_per_active_group();
-    let row = PREFERENCES.iter().find(|p| rows <= p.max_rows_per_group)?;
-    let preferred = plans.iter().find(|p| p.tactic.name == row.tactic).and_then(|p| {
+    let (tactic, stages) = preferred_variant(preference_row(problem), problem, sms);
+    let preferred = plans.iter().find(|p| p.tactic.name == tactic).and_then(|p| {
         let deepest = p.stages?;
         let k_steps = problem.k.div_ceil(p.tactic.tile.bk());
-        let wanted = row.stages.min((k_steps / K_STEPS_PER_STAGE).max(2));
+        let wanted = stages.min((k_steps / K_STEPS_PER_STAGE).max(2));
         let stages = p.tactic.stages.iter().copied().filter(|&s| s <= deepest.min(wanted)).max()?;
         Some(TacticPlan { tactic: p.tactic, stages: Some(stages) })
     });

@@ -48,4 +48,4 @@ pub use stagefit_kernels::format::Fp4Format;
 pub use stagefit_kernels::layout::{SmemLayout, MAX_GROUPS};
 pub use stagefit_kernels::packing::{pack_codes, unpack_codes};
 pub use stagefit_kernels::params::GroupedGemmParams;
-pub use stagefit_kernels::tactics::{Tactic, TileShape, TACTICS};
+pub use stagefit_kernels::tactics::{Family, Tactic, TileShape, TACTICS};

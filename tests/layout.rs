@@ -2,9 +2,31 @@
 //! loads the kernel issues hit distinct banks.
 
 use stagefit_kernels::layout::{
-    a_chunk, a_fragment_offset, fragment_row, w_chunk, w_fragment_offset, SmemLayout, REGION_ALIGN,
+    a_chunk, a_fragment_offset, fragment_row, reduce_offset, reduce_row_floats, scale_row_bytes, swap_ab_chunk_offset,
+    w_chunk, w_fragment_offset, SmemLayout, REGION_ALIGN,
 };
-use stagefit_kernels::tactics::TACTICS;
+use stagefit_kernels::tactics::{Family, SWAP_AB_WARP_K, TACTICS};
+
+/// 4-byte bank (of 32) of a byte offset.
+fn bank(offset: usize) -> usize {
+    (offset / 4) % 32
+}
+
+/// Whether the 32 addresses of a warp's 4-byte (or narrower) accesses hit each bank at most
+/// once, counting accesses to the same word once (a broadcast).
+fn conflict_free(offsets: impl IntoIterator<Item = usize>) -> bool {
+    let mut words: Vec<usize> = offsets.into_iter().map(|o| o / 4).collect();
+    words.sort();
+    words.dedup();
+    let mut banks: Vec<usize> = words.iter().map(|w| bank(w * 4)).collect();
+    banks.sort();
+    banks.dedup();
+    banks.len() == words.len()
+}
+
+fn swap_ab_tactics() -> impl Iterator<Item = &'static stagefit_kernels::tactics::Tactic> {
+    TACTICS.iter().filter(|t| t.tile.family == Family::SwapAb)
+}
 
 /// 16-byte bank group (of 8 per 128-byte line) of a byte offset.
 fn bank_group(offset: usize) -> usize {
@@ -59,12 +81,87 @@ fn regions_are_aligned_and_disjoint() {
             for offset in [l.a, l.w, l.s, l.stage_stride] {
                 assert_eq!(offset % REGION_ALIGN, 0, "{} S={stages}", tactic.name);
             }
-            let (bm, bn, bk) = (tactic.tile.bm(), tactic.tile.bn(), tactic.tile.bk());
-            assert!(l.tile_table + 257 * 4 <= l.a);
+            let tile = tactic.tile;
+            let (bm, bn, bk) = (tile.bm(), tile.bn(), tile.bk());
+            let reduce_bytes = match tile.family {
+                Family::Mma => 0,
+                Family::SwapAb => tile.warps_k * bm * reduce_row_floats(bn) * 4,
+            };
+            assert!(l.tile_table + 257 * 4 <= l.reduce);
+            assert!(l.reduce + reduce_bytes <= l.a);
             assert!(l.a + bm * bk * 2 <= l.w);
             assert!(l.w + bn * bk / 2 <= l.s);
-            assert!(l.s + bk / 16 * bn <= l.a + l.stage_stride);
+            assert!(l.s + bk / 16 * scale_row_bytes(tile) <= l.a + l.stage_stride);
             assert_eq!(l.total_bytes, l.a + stages * l.stage_stride);
+        }
+    }
+}
+
+#[test]
+fn swap_ab_chunks_fill_each_operand_once() {
+    for tactic in swap_ab_tactics() {
+        let tile = tactic.tile;
+        let wk_count = tile.warps_k;
+        // W: one slot per 8-row half; A: four per 8 activation rows.
+        for (operand, slots, bytes) in
+            [("W", tile.bn() / 8, tile.bn() * tile.bk() / 2), ("A", tile.bm() / 2, tile.bm() * tile.bk() * 2)]
+        {
+            let mut offsets: Vec<usize> = (0..slots)
+                .flat_map(|slot| (0..wk_count).flat_map(move |wk| (0..32).map(move |lane| (slot, wk, lane))))
+                .map(|(slot, wk, lane)| swap_ab_chunk_offset(wk_count, slot, wk, lane))
+                .collect();
+            offsets.sort();
+            assert_eq!(offsets, (0..bytes / 16).map(|c| 16 * c).collect::<Vec<_>>(), "{} {operand}", tactic.name);
+        }
+        // The copies: thread tid's chunk j is chunk tid + j·threads of the order, at slot
+        // tid / (32·warps_k) + j·warps_n.
+        for tid in 0..tile.threads() {
+            for j in 0..4 {
+                let chunk = tid + j * tile.threads();
+                let (slot, wk, lane) = (chunk / 32 / wk_count, (chunk / 32) % wk_count, chunk % 32);
+                assert_eq!(slot, tid / (32 * wk_count) + j * tile.warps_n, "{}", tactic.name);
+                assert_eq!(swap_ab_chunk_offset(wk_count, slot, wk, lane), 16 * chunk);
+            }
+        }
+    }
+}
+
+#[test]
+fn swap_ab_scale_and_reduction_accesses_are_free_of_bank_conflicts() {
+    for tactic in swap_ab_tactics() {
+        let tile = tactic.tile;
+        let (bm, bn) = (tile.bm(), tile.bn());
+        for block in [16, 32] {
+            let blocks_per_lane = 32 / block;
+            for wk in 0..tile.warps_k {
+                for sb in 0..blocks_per_lane {
+                    for col0 in (0..bn).step_by(16) {
+                        // Lane 4g + t reads K-block (128·wk + 32t) / block + sb, columns col0 + g and + 8.
+                        for extra in [0, 8] {
+                            let offsets = (0..32).map(|lane| {
+                                let (g, t) = (lane / 4, lane % 4);
+                                let kb = (wk * SWAP_AB_WARP_K + 32 * t) / block + sb;
+                                kb * scale_row_bytes(tile) + col0 + g + extra
+                            });
+                            assert!(conflict_free(offsets), "{} block {block} wk {wk}", tactic.name);
+                        }
+                    }
+                }
+            }
+        }
+        // Partial sums: lane 4g + t stores rows 8nt + 2t (+1), columns 16m + g (+8).
+        for wk in 0..tile.warps_k {
+            for nt in 0..bm / 8 {
+                for m in 0..bn / 16 {
+                    for (dr, dc) in [(0, 0), (1, 0), (0, 8), (1, 8)] {
+                        let offsets = (0..32).map(|lane| {
+                            let (g, t) = (lane / 4, lane % 4);
+                            reduce_offset(bm, bn, wk, 8 * nt + 2 * t + dr, 16 * m + g + dc)
+                        });
+                        assert!(conflict_free(offsets), "{} reduction", tactic.name);
+                    }
+                }
+            }
         }
     }
 }

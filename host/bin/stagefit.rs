@@ -20,7 +20,7 @@ const USAGE: &str = "usage:
   stagefit plan --arch {sm_80|sm_90|sm_120a|sm_121a} [--smem-limit BYTES] [--json]
   stagefit bench [--preset gpt-oss-20b,gpt-oss-120b,qwen3-30b-a3b,mixtral-8x7b] [--tokens 1,8,32,128,512,2048,8192]
                  [--routing uniform,zipf] [--format nvfp4,mxfp4] [--budget device,101376] [--reps 20]
-                 [--tactic NAME] [--tuned CACHE] [--no-cublas] [--json FILE]
+                 [--tactic auto,NAME,NAME:STAGES] [--timing single|graph] [--tuned CACHE] [--no-cublas] [--json FILE]
   stagefit tune --out CACHE [--preset ...] [--tokens 1,8,32,128,512,2048] [--format mxfp4] [--budget device|BYTES] [--reps 5]
   stagefit selftest [--cases N] [--seed S] [--all-variants]
   stagefit overhead [--calls N] [--json]";
@@ -110,8 +110,8 @@ fn parse(args: &[String]) -> Result<Options, String> {
         match arg.as_str() {
             "--json" if options.command == "bench" => options.lists.push(("--json".into(), value("--json")?)),
             "--json" => options.json = true,
-            "--preset" | "--tokens" | "--routing" | "--format" | "--reps" | "--tactic" | "--tuned" | "--out"
-            | "--cases" | "--seed" | "--calls" => {
+            "--preset" | "--tokens" | "--routing" | "--format" | "--reps" | "--tactic" | "--timing" | "--tuned"
+            | "--out" | "--cases" | "--seed" | "--calls" => {
                 options.lists.push((arg.clone(), value(arg)?));
             }
             "--budget" if options.command == "bench" || options.command == "tune" => {
@@ -216,7 +216,12 @@ fn bench_command(options: &Options) -> Result<(), String> {
             .collect::<Result<_, _>>()?,
         reps: numbers("--reps", "20")?[0],
         cublas: get("--no-cublas").is_none() && cublas_present(),
-        tactic: get("--tactic").map(str::to_string),
+        choices: list("--tactic", "auto"),
+        graph: match get("--timing").unwrap_or("single") {
+            "single" => false,
+            "graph" => true,
+            other => return Err(format!("--timing takes single or graph, not {other:?}")),
+        },
         tuned: get("--tuned")
             .map(|p| stagefit::tuned::TuneCache::load(p.as_ref()))
             .transpose()
@@ -229,7 +234,7 @@ fn bench_command(options: &Options) -> Result<(), String> {
         eprintln!("stagefit bench: libcublas not found (set LD_LIBRARY_PATH); running without the cuBLAS baseline");
     }
     println!(
-        "{:<13} {:<7} {:>5} {:<7} {:<5} {:>6} {:>3} {:<17} {:>2} {:>9} {:>7} {:>7} {:>5} {:>5} {:>5} {:>9} {:>6}",
+        "{:<13} {:<7} {:>5} {:<7} {:<5} {:>6} {:>3} {:<17} {:>2} {:>9} {:>8} {:>7} {:>7} {:>5} {:>5} {:>5} {:>9} {:>6}",
         "preset",
         "proj",
         "tok",
@@ -240,6 +245,7 @@ fn bench_command(options: &Options) -> Result<(), String> {
         "tactic",
         "S",
         "time_us",
+        "graph_us",
         "TFLOP/s",
         "GB/s",
         "%bw",
@@ -251,7 +257,7 @@ fn bench_command(options: &Options) -> Result<(), String> {
     let report = run(&bench, |r| {
         let opt = |v: Option<f64>, prec: usize| v.map_or("-".to_string(), |v| format!("{v:.prec$}"));
         println!(
-            "{:<13} {:<7} {:>5} {:<7} {:<5} {:>6} {:>3} {:<17} {:>2} {:>9.1} {:>7.1} {:>7.0} {:>5.1} {:>5} {:>5.1} {:>9} {:>6}",
+            "{:<13} {:<7} {:>5} {:<7} {:<5} {:>6} {:>3} {:<17} {:>2} {:>9.1} {:>8} {:>7.1} {:>7.0} {:>5.1} {:>5} {:>5.1} {:>9} {:>6}",
             r.preset,
             format!("{:?}", r.projection),
             r.tokens,
@@ -262,6 +268,7 @@ fn bench_command(options: &Options) -> Result<(), String> {
             r.tactic,
             r.stages,
             r.time_us,
+            opt(r.graph_us, 1),
             r.tflop_s,
             r.gb_s,
             r.pct_copy_bw,

@@ -4,9 +4,11 @@
 //! For each case (preset, projection, tokens, routing, format, budget): the group sizes come
 //! from routing `tokens` tokens to `top_k` of `experts` experts (uniformly, or Zipf-skewed);
 //! weights are random and rotated across enough copies that L2 cannot hold the experts a call
-//! touches; each time is the median of `reps` event-timed runs after a warm-up. The cuBLAS
-//! baseline runs one bf16 GEMM per non-empty expert on bf16 weights, captured in a CUDA graph
-//! so launch gaps do not count.
+//! touches; each time is the median of `reps` event-timed runs after a warm-up. With graph
+//! timing, each case is also timed as [`GRAPH_CALLS`] back-to-back calls over the rotated
+//! weight copies captured in one CUDA graph (median replay time per call), which is how decode
+//! runs in an engine. The cuBLAS baseline runs one bf16 GEMM per non-empty expert on bf16
+//! weights, captured in a CUDA graph so launch gaps do not count.
 
 use std::sync::Arc;
 
@@ -93,8 +95,11 @@ pub struct BenchOptions {
     pub reps: usize,
     /// Whether to run the cuBLAS baseline (needs libcublas).
     pub cublas: bool,
-    /// Run this tactic (at its deepest fitting STAGES) instead of the heuristic's choice.
-    pub tactic: Option<String>,
+    /// The variants each case runs, in order: `auto` (the tuned or heuristic choice), a tactic
+    /// name (at its deepest fitting STAGES) or `NAME:STAGES`.
+    pub choices: Vec<String>,
+    /// Also time each case as [`GRAPH_CALLS`] calls captured in one CUDA graph.
+    pub graph: bool,
     /// Tuned choices to dispatch with (used for the budgets it was made for).
     pub tuned: Option<crate::tuned::TuneCache>,
 }
@@ -133,6 +138,10 @@ pub struct BenchRow {
     pub stages: usize,
     /// Median kernel time, microseconds.
     pub time_us: f64,
+    /// Median time per call of [`GRAPH_CALLS`] calls replayed from one CUDA graph, microseconds.
+    pub graph_us: Option<f64>,
+    /// Of the measured copy bandwidth at the graph timing, percent.
+    pub graph_pct_copy_bw: Option<f64>,
     /// TFLOP/s.
     pub tflop_s: f64,
     /// Bytes moved: FP4 weights and scales of the active experts, activations in, outputs out.
@@ -160,6 +169,39 @@ pub struct BenchReport {
     pub ceilings: Ceilings,
     /// Every case.
     pub rows: Vec<BenchRow>,
+}
+
+/// Calls per graph in the graph timing.
+pub const GRAPH_CALLS: usize = 20;
+
+/// What a bench choice names: `auto`, a tactic, or `NAME:STAGES`.
+pub fn parse_choice(text: &str) -> Result<TacticChoice<'_>> {
+    match text.split_once(':') {
+        _ if text == "auto" => Ok(TacticChoice::Auto),
+        None => Ok(TacticChoice::Tactic(text)),
+        Some((tactic, stages)) => match stages.parse() {
+            Ok(stages) => Ok(TacticChoice::Variant { tactic, stages }),
+            Err(_) => Err(Error::UnknownVariant(format!("{text}: STAGES after ':' must be a number"))),
+        },
+    }
+}
+
+/// Captures [`GRAPH_CALLS`] calls `call(i)` into one graph and returns the median replay time
+/// per call, microseconds.
+fn graph_us_per_call(
+    ctx: &Arc<CudaContext>,
+    stream: &Arc<CudaStream>,
+    reps: usize,
+    mut call: impl FnMut(usize) -> Result<()>,
+) -> Result<f64> {
+    stream.begin_capture(CUstreamCaptureMode::CU_STREAM_CAPTURE_MODE_RELAXED).during("capturing")?;
+    let captured = (0..GRAPH_CALLS).try_for_each(&mut call);
+    let graph = stream
+        .end_capture(CUgraphInstantiate_flags::CUDA_GRAPH_INSTANTIATE_FLAG_AUTO_FREE_ON_LAUNCH)
+        .during("instantiating the graph")?;
+    captured?;
+    let graph = graph.ok_or_else(|| Error::UnknownVariant("the capture recorded no work".into()))?;
+    Ok(median_us(ctx, stream, reps, |_| graph.launch().during("replaying the graph"))? / GRAPH_CALLS as f64)
 }
 
 /// Measures the copy bandwidth and (with cuBLAS) the dense bf16 rate.
@@ -316,47 +358,57 @@ pub fn run(options: &BenchOptions, mut progress: impl FnMut(&BenchRow)) -> Resul
                                 }
                                 None => gemm,
                             };
-                            let mut variant = None;
-                            let us = median_us(&ctx, &stream, options.reps, |i| {
-                                let args = GroupedGemmArgs {
-                                    rows: rows_total,
-                                    a: &a,
-                                    offsets: &offsets_dev,
-                                    weights: &copies[i % copies.len()],
-                                    c: &mut out,
+                            for choice_text in &options.choices {
+                                let choice = parse_choice(choice_text)?;
+                                let mut variant = None;
+                                let mut call = |i: usize| -> Result<()> {
+                                    let args = GroupedGemmArgs {
+                                        rows: rows_total,
+                                        a: &a,
+                                        offsets: &offsets_dev,
+                                        weights: &copies[i % copies.len()],
+                                        c: &mut out,
+                                    };
+                                    variant = Some(gemm.run(&stream, args, choice)?);
+                                    Ok(())
                                 };
-                                let choice = options.tactic.as_deref().map_or(TacticChoice::Auto, TacticChoice::Tactic);
-                                variant = Some(gemm.run(&stream, args, choice)?);
-                                Ok(())
-                            })?;
-                            let variant = variant.expect("ran at least once");
-                            let flops = 2.0 * (rows_total * n * k) as f64;
-                            let bytes = active * expert_bytes + rows_total * (k + n) * 2;
-                            let floor_us = (bytes as f64 / ceilings.copy_gb_s / 1e3)
-                                .max(ceilings.bf16_tflop_s.map_or(0.0, |r| flops / r / 1e6));
-                            let row = BenchRow {
-                                preset: preset.name,
-                                projection,
-                                tokens,
-                                routing,
-                                format: format.name(),
-                                budget_bytes: gemm.limit().bytes(),
-                                shape: (rows_total, n, k),
-                                active_experts: active,
-                                tactic: variant.tactic.name,
-                                stages: variant.stages,
-                                time_us: us,
-                                tflop_s: flops / us / 1e6,
-                                bytes,
-                                gb_s: bytes as f64 / us / 1e3,
-                                pct_copy_bw: 100.0 * bytes as f64 / us / 1e3 / ceilings.copy_gb_s,
-                                pct_bf16_rate: ceilings.bf16_tflop_s.map(|r| 100.0 * flops / us / 1e6 / r),
-                                pct_roofline: 100.0 * floor_us / us,
-                                cublas_us,
-                                speedup_vs_cublas: cublas_us.map(|c| c / us),
-                            };
-                            progress(&row);
-                            rows.push(row);
+                                let us = median_us(&ctx, &stream, options.reps, &mut call)?;
+                                let graph_us = match options.graph {
+                                    true => Some(graph_us_per_call(&ctx, &stream, options.reps, &mut call)?),
+                                    false => None,
+                                };
+                                let variant = variant.expect("ran at least once");
+                                let flops = 2.0 * (rows_total * n * k) as f64;
+                                let bytes = active * expert_bytes + rows_total * (k + n) * 2;
+                                let pct_copy_bw = |us: f64| 100.0 * bytes as f64 / us / 1e3 / ceilings.copy_gb_s;
+                                let floor_us = (bytes as f64 / ceilings.copy_gb_s / 1e3)
+                                    .max(ceilings.bf16_tflop_s.map_or(0.0, |r| flops / r / 1e6));
+                                let row = BenchRow {
+                                    preset: preset.name,
+                                    projection,
+                                    tokens,
+                                    routing,
+                                    format: format.name(),
+                                    budget_bytes: gemm.limit().bytes(),
+                                    shape: (rows_total, n, k),
+                                    active_experts: active,
+                                    tactic: variant.tactic.name,
+                                    stages: variant.stages,
+                                    time_us: us,
+                                    graph_us,
+                                    graph_pct_copy_bw: graph_us.map(pct_copy_bw),
+                                    tflop_s: flops / us / 1e6,
+                                    bytes,
+                                    gb_s: bytes as f64 / us / 1e3,
+                                    pct_copy_bw: pct_copy_bw(us),
+                                    pct_bf16_rate: ceilings.bf16_tflop_s.map(|r| 100.0 * flops / us / 1e6 / r),
+                                    pct_roofline: 100.0 * floor_us / us,
+                                    cublas_us,
+                                    speedup_vs_cublas: cublas_us.map(|c| c / us),
+                                };
+                                progress(&row);
+                                rows.push(row);
+                            }
                         }
                     }
                 }

@@ -6,17 +6,23 @@
 //! disagree about padding, alignment or scheduler storage.
 //!
 //! ```text
-//! [ tile table: (MAX_GROUPS + 1) × u32 ][ stage 0: A | W | S ][ stage 1: A | W | S ] ...
+//! [ tile table: (MAX_GROUPS + 1) × u32 ][ R ][ stage 0: A | W | S ][ stage 1: A | W | S ] ...
 //! ```
 //! - tile table: first tile index of each group (exclusive prefix sum), then the total;
-//! - A: bf16 `[BM][BK]`, rows of `BK·2` bytes, 16-byte chunks XOR-swizzled (see [`a_chunk`]);
-//! - W: packed e2m1 `[BN][BK/2]`, 16-byte chunks XOR-swizzled (see [`w_chunk`]);
-//! - S: block-scale bytes `[BK/16][BN]` (MXFP4 uses the first `BK/32` rows).
+//! - R ([`Family::SwapAb`] only): f32 partial sums `[warps_k][BM][BN + REDUCE_PAD]`, where the
+//!   warps that split K add up a tile (see [`reduce_offset`]);
+//! - A: bf16 `[BM][BK]` activations; [`Family::Mma`]: rows of `BK·2` bytes, 16-byte chunks
+//!   XOR-swizzled (see [`a_chunk`]); [`Family::SwapAb`]: in fragment order (see
+//!   [`swap_ab_chunk_offset`]);
+//! - W: packed e2m1 `[BN][BK/2]`; [`Family::Mma`]: 16-byte chunks XOR-swizzled (see
+//!   [`w_chunk`]); [`Family::SwapAb`]: in fragment order;
+//! - S: block-scale bytes `[BK/16][BN]` (MXFP4 uses the first `BK/32` rows); rows are
+//!   [`SwapAb`](Family::SwapAb) padded by [`SCALE_ROW_PAD`].
 //!
 //! Every region starts on a [`REGION_ALIGN`]-byte boundary.
 
 use crate::format::FINEST_SCALE_BLOCK;
-use crate::tactics::TileShape;
+use crate::tactics::{Family, TileShape};
 
 /// The most groups (experts) one launch may have: the tile table has a slot for each.
 pub const MAX_GROUPS: usize = 256;
@@ -40,6 +46,8 @@ pub struct SmemLayout {
     pub stages: usize,
     /// Offset of the tile table (always 0).
     pub tile_table: usize,
+    /// Offset of the reduction buffer R (empty, at `a`, for [`Family::Mma`]).
+    pub reduce: usize,
     /// Offset of stage 0's A tile.
     pub a: usize,
     /// Offset of stage 0's W tile.
@@ -60,14 +68,19 @@ impl SmemLayout {
     #[inline]
     pub const fn new(tile: TileShape, stages: usize) -> SmemLayout {
         let (bm, bn, bk) = (tile.bm(), tile.bn(), tile.bk());
+        let reduce_bytes = match tile.family {
+            Family::Mma => 0,
+            Family::SwapAb => align_up(tile.warps_k * bm * reduce_row_floats(bn) * 4, REGION_ALIGN),
+        };
         let a_bytes = align_up(bm * bk * 2, REGION_ALIGN);
         let w_bytes = align_up(bn * bk / 2, REGION_ALIGN);
-        let s_bytes = align_up(bk / FINEST_SCALE_BLOCK * bn, REGION_ALIGN);
-        let a = TILE_TABLE_BYTES;
+        let s_bytes = align_up(bk / FINEST_SCALE_BLOCK * scale_row_bytes(tile), REGION_ALIGN);
+        let a = TILE_TABLE_BYTES + reduce_bytes;
         let stage_stride = a_bytes + w_bytes + s_bytes;
         SmemLayout {
             stages,
             tile_table: 0,
+            reduce: TILE_TABLE_BYTES,
             a,
             w: a + a_bytes,
             s: a + a_bytes + w_bytes,
@@ -129,4 +142,49 @@ pub const fn a_fragment_offset(bk: usize, row: usize, lane: usize, chunk: usize)
 #[inline]
 pub const fn w_fragment_offset(bk: usize, row: usize, lane: usize, chunk: usize) -> usize {
     row * (bk / 2) + w_chunk(bk, row, chunk) * CHUNK_BYTES + 4 * (lane % 4)
+}
+
+/// Bytes a [`Family::SwapAb`] scale row is padded by: the four K-blocks that the lanes of a
+/// quad read then start in different banks.
+pub const SCALE_ROW_PAD: usize = 16;
+
+/// Bytes between consecutive K-block rows of a stage's scale tile.
+#[inline]
+pub const fn scale_row_bytes(tile: TileShape) -> usize {
+    match tile.family {
+        Family::Mma => tile.bn(),
+        Family::SwapAb => tile.bn() + SCALE_ROW_PAD,
+    }
+}
+
+/// f32 values a row of the reduction buffer R is padded by: the four token pairs of a quad
+/// then write to different banks.
+pub const REDUCE_PAD: usize = 4;
+
+/// f32 values in one row (one activation row, `bn` columns) of the reduction buffer R.
+#[inline]
+pub const fn reduce_row_floats(bn: usize) -> usize {
+    bn + REDUCE_PAD
+}
+
+/// Byte offset in the reduction buffer R of warp-along-K `wk`'s partial sum of row `row`,
+/// column `col` of a [`Family::SwapAb`] tile with `bm` rows and `bn` columns.
+#[inline]
+pub const fn reduce_offset(bm: usize, bn: usize, wk: usize, row: usize, col: usize) -> usize {
+    ((wk * bm + row) * reduce_row_floats(bn) + col) * 4
+}
+
+/// Byte offset, in a stage's A or W tile of a [`Family::SwapAb`] kernel with `warps_k` warps
+/// along K, of the 16-byte chunk that lane `lane` of warp-along-K `wk` reads for `slot`.
+///
+/// Every operand is kept in the order its fragments are read: 512-byte blocks, one per
+/// (slot, wk), each holding one 16-byte chunk per lane, so that a warp's 16-byte loads cover
+/// 512 contiguous bytes (no bank conflicts). For W, `slot` is the 8-row half of the weight
+/// rows (`row / 8`) and lane `4g + t` holds row `8·slot + g`, K-elements `32t..32t + 32` of the
+/// warp's 128; for A, `slot` is `4·(row / 8) + q` and lane `4g + t` holds activation row
+/// `8·(row / 8) + g`, K-elements `32t + 8q..+8`. A thread copying chunks `tid + j·threads`
+/// (`threads = 32·warps_n·warps_k`) thus copies slots `tid / (32·warps_k) + j·warps_n`.
+#[inline]
+pub const fn swap_ab_chunk_offset(warps_k: usize, slot: usize, wk: usize, lane: usize) -> usize {
+    ((slot * warps_k + wk) * 32 + lane) * CHUNK_BYTES
 }

@@ -15,33 +15,73 @@ pub const MAX_STAGES: usize = 8;
 /// The largest per-block opt-in shared memory of any shipped target (H100/B200: 227 KiB).
 pub const COMPILE_LIMIT_BYTES: usize = 232448;
 
-/// A block tile and its warp layout. Each warp computes `mma_m × mma_n` tensor-core tiles of
-/// 16×8, so the block tile is `BM = warps_m·mma_m·16` by `BN = warps_n·mma_n·8`, stepping `bk`
-/// along K.
+/// How a kernel family maps a tile of the problem (`M` rows of activations, `N` output
+/// columns = weight rows, `K`) onto `mma.sync.m16n8k16`, whose tile is 16 rows by 8 columns.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Family {
+    /// Activations are the MMA's 16-row operand and dequantized weights its 8 columns: an MMA
+    /// covers 16 rows by 8 columns of the output. Every warp runs all of a stage's K.
+    Mma,
+    /// Swap-AB: dequantized weights are the 16-row operand and activations the 8 columns, so
+    /// an MMA covers 8 rows by 16 columns and a group of 1-8 rows wastes at most 7 of 8 MMA
+    /// columns instead of 15 of 16 rows. The warps of a block split each stage's K
+    /// ([`SWAP_AB_WARP_K`] each) and sum their accumulators at the end of a tile. Built for
+    /// decode: a few rows per group.
+    SwapAb,
+}
+
+/// K-elements each warp of a [`Family::SwapAb`] tile takes from a stage: 32 per lane of a quad,
+/// one 16-byte chunk of codes per weight row.
+pub const SWAP_AB_WARP_K: usize = 128;
+
+/// A block tile and its warp layout. Each warp computes `mma_m × mma_n` tensor-core tiles
+/// (each [`TileShape::mma_rows`] × [`TileShape::mma_cols`] of the output, by family), so the
+/// block tile is `BM = warps_m·mma_m·mma_rows` by `BN = warps_n·mma_n·mma_cols`, stepping `bk`
+/// along K, which `warps_k` warps split.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub struct TileShape {
+    /// How the tile maps onto the MMA.
+    pub family: Family,
     /// Warps along M.
     pub warps_m: usize,
     /// Warps along N.
     pub warps_n: usize,
-    /// 16-row MMA tiles per warp along M.
+    /// Warps along K (1 for [`Family::Mma`]).
+    pub warps_k: usize,
+    /// MMA tiles per warp along M.
     pub mma_m: usize,
-    /// 8-column MMA tiles per warp along N.
+    /// MMA tiles per warp along N.
     pub mma_n: usize,
-    /// K-elements per pipeline stage: 64 or 128.
+    /// K-elements per pipeline stage.
     pub bk: usize,
 }
 
 impl TileShape {
+    /// Output rows (activation rows) one MMA covers.
+    #[inline]
+    pub const fn mma_rows(self) -> usize {
+        match self.family {
+            Family::Mma => 16,
+            Family::SwapAb => 8,
+        }
+    }
+    /// Output columns (weight rows) one MMA covers.
+    #[inline]
+    pub const fn mma_cols(self) -> usize {
+        match self.family {
+            Family::Mma => 8,
+            Family::SwapAb => 16,
+        }
+    }
     /// Rows of the block tile.
     #[inline]
     pub const fn bm(self) -> usize {
-        self.warps_m * self.mma_m * 16
+        self.warps_m * self.mma_m * self.mma_rows()
     }
     /// Columns of the block tile.
     #[inline]
     pub const fn bn(self) -> usize {
-        self.warps_n * self.mma_n * 8
+        self.warps_n * self.mma_n * self.mma_cols()
     }
     /// K step of the block tile.
     #[inline]
@@ -51,14 +91,15 @@ impl TileShape {
     /// Threads per block.
     #[inline]
     pub const fn threads(self) -> usize {
-        self.warps_m * self.warps_n * 32
+        self.warps_m * self.warps_n * self.warps_k * 32
     }
 }
 
 /// One compiled tile configuration.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Tactic {
-    /// Name, `m{BM}n{BN}k{BK}w{warps_m}x{warps_n}`; part of every kernel name.
+    /// Name, `m{BM}n{BN}k{BK}w{warps_m}x{warps_n}` ([`Family::Mma`]) or
+    /// `swm{BM}n{BN}k{BK}w{warps_n}k{warps_k}` ([`Family::SwapAb`]); part of every kernel name.
     pub name: &'static str,
     /// The tile shape.
     pub tile: TileShape,
@@ -74,42 +115,54 @@ impl Tactic {
     }
 }
 
-/// Calls `$callback! { name (warps_m, warps_n, mma_m, mma_n, bk) [stages...]; ... }` with the
-/// tile table. This is the only place tactics are listed.
+/// Calls `$callback! { name Family (warps_m, warps_n, warps_k, mma_m, mma_n, bk) [stages...]; ... }`
+/// with the tile table. This is the only place tactics are listed.
 #[macro_export]
 macro_rules! with_tactics {
     ($callback:ident) => {
         $callback! {
-            "m16n64k128w1x4"   (1, 4, 1, 2, 128) [2, 3, 4, 5, 6, 7, 8];
-            "m16n128k64w1x4"   (1, 4, 1, 4, 64)  [2, 3, 4, 5, 6, 7, 8];
-            "m16n128k128w1x4"  (1, 4, 1, 4, 128) [2, 3, 4, 5, 6, 7, 8];
-            "m16n256k64w1x8"   (1, 8, 1, 4, 64)  [2, 3, 4, 5, 6, 7, 8];
-            "m16n64k128w1x8"   (1, 8, 1, 1, 128) [2, 3, 4, 5, 6, 7, 8];
-            "m16n128k128w1x8"  (1, 8, 1, 2, 128) [2, 3, 4, 5, 6, 7, 8];
-            "m32n64k128w1x4"   (1, 4, 2, 2, 128) [2, 3, 4, 5, 6, 7, 8];
-            "m32n128k64w1x4"   (1, 4, 2, 4, 64)  [2, 3, 4, 5, 6, 7, 8];
-            "m32n128k128w1x4"  (1, 4, 2, 4, 128) [2, 3, 4, 5, 6, 7, 8];
-            "m32n256k64w1x8"   (1, 8, 2, 4, 64)  [2, 3, 4, 5, 6, 7, 8];
-            "m64n64k64w2x2"    (2, 2, 2, 4, 64)  [2, 3, 4, 5, 6, 7, 8];
-            "m64n64k128w2x2"   (2, 2, 2, 4, 128) [2, 3, 4, 5, 6, 7, 8];
-            "m64n128k64w2x4"   (2, 4, 2, 4, 64)  [2, 3, 4, 5, 6, 7, 8];
-            "m64n256k64w2x4"   (2, 4, 2, 8, 64)  [2, 3, 4, 5, 6, 7, 8];
-            "m128n64k64w4x2"   (4, 2, 2, 4, 64)  [2, 3, 4, 5, 6, 7, 8];
-            "m128n128k64w2x4"  (2, 4, 4, 4, 64)  [2, 3, 4, 5, 6, 7, 8];
-            "m128n128k128w2x4" (2, 4, 4, 4, 128) [2, 3, 4, 5];
-            "m128n256k64w2x4"  (2, 4, 4, 8, 64)  [2, 3, 4, 5, 6, 7, 8];
-            "m128n64k128w4x2"  (4, 2, 2, 4, 128) [2, 3, 4, 5, 6];
+            "m16n64k128w1x4"    Mma    (1, 4, 1, 1, 2, 128) [2, 3, 4, 5, 6, 7, 8];
+            "m16n128k64w1x4"    Mma    (1, 4, 1, 1, 4, 64)  [2, 3, 4, 5, 6, 7, 8];
+            "m16n128k128w1x4"   Mma    (1, 4, 1, 1, 4, 128) [2, 3, 4, 5, 6, 7, 8];
+            "m16n256k64w1x8"    Mma    (1, 8, 1, 1, 4, 64)  [2, 3, 4, 5, 6, 7, 8];
+            "m16n64k128w1x8"    Mma    (1, 8, 1, 1, 1, 128) [2, 3, 4, 5, 6, 7, 8];
+            "m16n128k128w1x8"   Mma    (1, 8, 1, 1, 2, 128) [2, 3, 4, 5, 6, 7, 8];
+            "m32n64k128w1x4"    Mma    (1, 4, 1, 2, 2, 128) [2, 3, 4, 5, 6, 7, 8];
+            "m32n128k64w1x4"    Mma    (1, 4, 1, 2, 4, 64)  [2, 3, 4, 5, 6, 7, 8];
+            "m32n128k128w1x4"   Mma    (1, 4, 1, 2, 4, 128) [2, 3, 4, 5, 6, 7, 8];
+            "m32n256k64w1x8"    Mma    (1, 8, 1, 2, 4, 64)  [2, 3, 4, 5, 6, 7, 8];
+            "m64n64k64w2x2"     Mma    (2, 2, 1, 2, 4, 64)  [2, 3, 4, 5, 6, 7, 8];
+            "m64n64k128w2x2"    Mma    (2, 2, 1, 2, 4, 128) [2, 3, 4, 5, 6, 7, 8];
+            "m64n128k64w2x4"    Mma    (2, 4, 1, 2, 4, 64)  [2, 3, 4, 5, 6, 7, 8];
+            "m64n256k64w2x4"    Mma    (2, 4, 1, 2, 8, 64)  [2, 3, 4, 5, 6, 7, 8];
+            "m128n64k64w4x2"    Mma    (4, 2, 1, 2, 4, 64)  [2, 3, 4, 5, 6, 7, 8];
+            "m128n128k64w2x4"   Mma    (2, 4, 1, 4, 4, 64)  [2, 3, 4, 5, 6, 7, 8];
+            "m128n128k128w2x4"  Mma    (2, 4, 1, 4, 4, 128) [2, 3, 4, 5];
+            "m128n256k64w2x4"   Mma    (2, 4, 1, 4, 8, 64)  [2, 3, 4, 5, 6, 7, 8];
+            "m128n64k128w4x2"   Mma    (4, 2, 1, 2, 4, 128) [2, 3, 4, 5, 6];
+            "swm8n32k512w1k4"   SwapAb (1, 1, 4, 1, 2, 512) [2, 3, 4, 5, 6, 7, 8];
+            "swm8n64k512w1k4"   SwapAb (1, 1, 4, 1, 4, 512) [2, 3, 4, 5, 6, 7, 8];
+            "swm8n64k256w1k2"   SwapAb (1, 1, 2, 1, 4, 256) [2, 3, 4, 5, 6, 7, 8];
+            "swm8n128k256w2k2"  SwapAb (1, 2, 2, 1, 4, 256) [2, 3, 4, 5, 6, 7, 8];
         }
     };
 }
 
 macro_rules! tactic_table {
-    ($($name:literal ($wm:literal, $wn:literal, $mm:literal, $mn:literal, $bk:literal) [$($s:literal),+];)+) => {
+    ($($name:literal $family:ident ($wm:literal, $wn:literal, $wk:literal, $mm:literal, $mn:literal, $bk:literal) [$($s:literal),+];)+) => {
         /// Every compiled tactic, from decode-sized tiles to prefill-sized ones.
         pub const TACTICS: &[Tactic] = &[$(
             Tactic {
                 name: $name,
-                tile: TileShape { warps_m: $wm, warps_n: $wn, mma_m: $mm, mma_n: $mn, bk: $bk },
+                tile: TileShape {
+                    family: Family::$family,
+                    warps_m: $wm,
+                    warps_n: $wn,
+                    warps_k: $wk,
+                    mma_m: $mm,
+                    mma_n: $mn,
+                    bk: $bk,
+                },
                 stages: &[$($s),+],
             },
         )+];
@@ -125,20 +178,40 @@ pub const fn compiled_stage_range(tile: TileShape) -> (usize, usize) {
     (MIN_STAGES, max)
 }
 
-/// What the kernels' copy plan assumes of a tile (see `TileCopies` in the device code): the
-/// thread count is a multiple of the 16-byte chunks per row of A (`BK/8`) and of W (`BK/32`);
-/// the rows one thread's successive A chunks are apart keep the A swizzle's row parity, and
-/// those of W keep the W swizzle's bank line; one K-tile's scale chunks (`BK/16 · BN/16`)
-/// need at most one per thread.
+/// What the kernels' copy plan assumes of a tile.
+///
+/// [`Family::Mma`] (see `TileCopies` in the device code): one warp along K; the thread count is
+/// a multiple of the 16-byte chunks per row of A (`BK/8`) and of W (`BK/32`); the rows one
+/// thread's successive A chunks are apart keep the A swizzle's row parity, and those of W keep
+/// the W swizzle's bank line; one K-tile's scale chunks (`BK/16 · BN/16`) need at most one per
+/// thread; `BK` is 64 or 128.
+///
+/// [`Family::SwapAb`] (see `swap_ab` in the device code): one warp along M; each warp along K
+/// takes [`SWAP_AB_WARP_K`]; every operand's chunk count per stage is a multiple of the
+/// thread count (whole rounds of copies).
 pub const fn copies_fit_the_threads(tile: TileShape) -> bool {
     let (bk, threads) = (tile.bk, tile.threads());
-    let (a_cpr, w_cpr) = (bk / 8, bk / 32);
-    let w_rows_per_line = 128 / (bk / 2);
-    threads % a_cpr == 0
-        && threads % w_cpr == 0
-        && (threads / a_cpr) % 2 == 0
-        && (threads / w_cpr) % (w_rows_per_line * w_cpr) == 0
-        && bk / 16 * (tile.bn() / 16) <= threads
+    match tile.family {
+        Family::Mma => {
+            let (a_cpr, w_cpr) = (bk / 8, bk / 32);
+            let w_rows_per_line = 128 / (bk / 2);
+            tile.warps_k == 1
+                && (bk == 64 || bk == 128)
+                && threads % a_cpr == 0
+                && threads % w_cpr == 0
+                && (threads / a_cpr) % 2 == 0
+                && (threads / w_cpr) % (w_rows_per_line * w_cpr) == 0
+                && bk / 16 * (tile.bn() / 16) <= threads
+        }
+        Family::SwapAb => {
+            let (a_chunks, w_chunks) = (tile.bm() * bk / 8, tile.bn() * bk / 32);
+            tile.warps_m == 1
+                && bk == tile.warps_k * SWAP_AB_WARP_K
+                && a_chunks % threads == 0
+                && w_chunks % threads == 0
+                && tile.bn().is_multiple_of(32)
+        }
+    }
 }
 
 const fn table_follows_stage_rule() -> bool {
@@ -156,8 +229,7 @@ const fn table_follows_stage_rule() -> bool {
             }
             j += 1;
         }
-        // K steps are whole FP4 chunks of 32 and a power of two the swizzles are written for.
-        if !(t.tile.bk == 64 || t.tile.bk == 128) || !copies_fit_the_threads(t.tile) {
+        if !copies_fit_the_threads(t.tile) {
             return false;
         }
         i += 1;

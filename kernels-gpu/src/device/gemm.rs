@@ -1,4 +1,5 @@
-//! The pipelined FP4 grouped GEMM: `C_g = A_g · dequant(W_g)ᵀ` for every group in one launch.
+//! The pipelined FP4 grouped GEMM of [`Family::Mma`]: `C_g = A_g · dequant(W_g)ᵀ` for every
+//! group in one launch, activations as the MMA's 16-row operand.
 //!
 //! # Shape contract
 //! `n % 16 == 0`, `k % 32 == 0`, `1 <= groups <= MAX_GROUPS`; all pointers 16-byte aligned;
@@ -21,28 +22,18 @@
 
 use super::fp4::{dequant_word, scale_factor_x2};
 use super::ptx::*;
-use super::scheduler::{build_tile_table, find_group, group_rows, total_tiles};
+use super::scheduler::{build_tile_table, total_tiles};
+use super::tiles::{output_scale, tile_job, TileJob};
 use crate::format::{scale_block, NVFP4};
 use crate::layout::{
     a_chunk, a_fragment_offset, fragment_row, w_chunk, w_fragment_offset, RegionAligned, SmemLayout, CHUNK_BYTES,
     MAX_GROUPS,
 };
-use crate::packing::{f32_pow2, ACCUMULATOR_SHIFT};
 use crate::params::GroupedGemmParams;
-use crate::tactics::TileShape;
+use crate::tactics::{Family, TileShape};
 
-/// One output tile: `BM` rows of group `group` starting at global row `row0` (of which `rows`
-/// exist), and `BN` columns starting at `n0`.
-#[derive(Clone, Copy)]
-struct TileJob {
-    group: usize,
-    row0: usize,
-    rows: usize,
-    n0: usize,
-}
-
-/// Runs the grouped GEMM for one (format, tile, STAGES) variant. All threads of the block
-/// must call it.
+/// Runs the grouped GEMM for one (format, tile, STAGES) variant of [`Family::Mma`]. All
+/// threads of the block must call it.
 ///
 /// # Safety
 /// The launch must satisfy the shape contract above, with `TileShape::threads()`
@@ -61,16 +52,16 @@ pub unsafe fn grouped_gemm<
 ) {
     // SAFETY: the launch meets the shape contract (this function's); the layout size was checked against `%dynamic_smem_size` first, so every shared address below is inside the block's allocation, and every global address is inside the buffers the contract sizes (groups clamped to `rows`, columns to `n`, K to `k`).
     unsafe {
-        let tile = TileShape { warps_m: WARPS_M, warps_n: WARPS_N, mma_m: MMA_M, mma_n: MMA_N, bk: BK };
+        let tile = tile_shape::<WARPS_M, WARPS_N, MMA_M, MMA_N, BK>();
         let layout = SmemLayout::new(tile, STAGES);
-        let groups = p.groups as usize;
-        if dynamic_smem_size() < layout.total_bytes as u32 || groups > MAX_GROUPS {
+        if dynamic_smem_size() < layout.total_bytes as u32 || p.groups as usize > MAX_GROUPS {
             trap();
         }
         let smem = dynamic_smem_base::<RegionAligned>();
         let tid = thread_idx() as usize;
         let table = smem + layout.tile_table as u32;
         let n_tiles = (p.n as usize).div_ceil(tile.bn()) as u32;
+        let groups = p.groups as usize;
         if tid < 32 {
             build_tile_table(table, p.offsets, groups, p.rows, tile.bm() as u32, n_tiles, tid);
         }
@@ -79,28 +70,33 @@ pub unsafe fn grouped_gemm<
         let total = total_tiles(table);
         let mut linear = block_idx();
         while linear < total {
-            let group = find_group(table, groups, linear);
-            let (row_begin, rows) = group_rows(p.offsets, group, p.rows);
-            // A group that owns this tile has rows, so m_tiles >= 1; `max` lets the compiler see it.
-            let m_tiles = rows.div_ceil(tile.bm() as u32).max(1);
-            let local = linear.wrapping_sub(ld_shared_u32(table + 4 * group as u32));
-            let (n_tile, m_tile) = (local / m_tiles, local % m_tiles);
+            let (job, exists) = tile_job(p, table, linear, tile.bm(), tile.bn(), n_tiles);
             linear += grid_dim();
-            // Only a table whose sums wrapped (overlapping groups) can name a column tile past N,
-            // or a tile of a group with no rows: skip those rather than touch memory past W or C.
-            if n_tile >= n_tiles || rows == 0 {
+            if !exists {
                 continue;
             }
-            let row_in_group = m_tile as usize * tile.bm();
-            let job = TileJob {
-                group,
-                row0: row_begin as usize + row_in_group,
-                rows: (rows as usize - row_in_group).min(tile.bm()),
-                n0: n_tile as usize * tile.bn(),
-            };
             let acc = mainloop::<FMT, WARPS_M, WARPS_N, MMA_M, MMA_N, BK, STAGES>(p, &layout, smem, job, tid);
             epilogue::<FMT, WARPS_N, MMA_M, MMA_N>(p, job, &acc, tid);
         }
+    }
+}
+
+/// The tile of a [`Family::Mma`] variant.
+const fn tile_shape<
+    const WARPS_M: usize,
+    const WARPS_N: usize,
+    const MMA_M: usize,
+    const MMA_N: usize,
+    const BK: usize,
+>() -> TileShape {
+    TileShape {
+        family: Family::Mma,
+        warps_m: WARPS_M,
+        warps_n: WARPS_N,
+        warps_k: 1,
+        mma_m: MMA_M,
+        mma_n: MMA_N,
+        bk: BK,
     }
 }
 
@@ -123,8 +119,7 @@ unsafe fn mainloop<
 ) -> [[[f32; 4]; MMA_N]; MMA_M] {
     // SAFETY: `smem` is the block's dynamic shared memory of `layout`'s size and `job` lies inside the problem (the caller's contract): the copies address only the tile's rows, columns and K, and the stage buffers inside the layout.
     unsafe {
-        let tile = TileShape { warps_m: WARPS_M, warps_n: WARPS_N, mma_m: MMA_M, mma_n: MMA_N, bk: BK };
-        let k_tiles = (p.k as usize).div_ceil(BK);
+        let tile = tile_shape::<WARPS_M, WARPS_N, MMA_M, MMA_N, BK>();
         let stage_addr = |stage: usize| smem + (layout.a + stage * layout.stage_stride) as u32;
         let a_to_w = (layout.w - layout.a) as u32;
         let a_to_s = (layout.s - layout.a) as u32;
@@ -134,6 +129,7 @@ unsafe fn mainloop<
             let base = stage_addr(stage);
             copies.issue(p, tile, base, base + a_to_w, base + a_to_s, k_tile);
         };
+        let k_tiles = (p.k as usize).div_ceil(BK);
 
         // Prologue: STAGES-1 tiles in flight (an empty group where K runs out keeps the count).
         let mut s = 0;
@@ -415,12 +411,8 @@ unsafe fn epilogue<const FMT: u32, const WARPS_N: usize, const MMA_M: usize, con
         let (warp, lane) = (tid / 32, tid % 32);
         let (warp_m, warp_n) = (warp / WARPS_N, warp % WARPS_N);
         let (group_id, quad_lane) = (lane / 4, lane % 4);
-        // The operands carried 2^-ACCUMULATOR_SHIFT (see `crate::packing`); NVFP4 adds its
-        // per-expert scale.
-        let unshift = f32_pow2(ACCUMULATOR_SHIFT);
-        let expert_scale =
-            if FMT == NVFP4 { f32::from_bits(ld_global_nc_u32(p.expert_scales + 4 * job.group as u64)) } else { 1.0 };
-        let output = |x: f32| x * unshift * expert_scale;
+        let scale = output_scale::<FMT>(p, job.group);
+        let output = |x: f32| x * scale;
         let mut mt = 0;
         while mt < MMA_M {
             let row = warp_m * MMA_M * 16 + mt * 16 + group_id;

@@ -1,32 +1,45 @@
 //! Kernel entry points: one per (format, tactic, STAGES), generated from the tile table.
 //!
-//! Names are `stagefit_gemm_{format}_{tactic}_s{stages}`, e.g.
+//! Each entry runs its tactic's family: [`Family::Mma`](crate::tactics::Family::Mma) through
+//! [`grouped_gemm`], [`Family::SwapAb`](crate::tactics::Family::SwapAb) through
+//! [`swap_ab_gemm`]. Names are `stagefit_gemm_{format}_{tactic}_s{stages}`, e.g.
 //! `stagefit_gemm_nvfp4_m128n256k64w2x4_s3`; the host builds the same names from the same
 //! table.
 
 use super::gemm::grouped_gemm;
+use super::swap_ab::swap_ab_gemm;
 use crate::format::{MXFP4, NVFP4};
 use crate::params::GroupedGemmParams;
 
 macro_rules! entry_points {
-    ($($name:literal ($wm:literal, $wn:literal, $mm:literal, $mn:literal, $bk:literal) [$($s:literal),+];)+) => {
+    ($($name:literal $family:ident ($wm:literal, $wn:literal, $wk:literal, $mm:literal, $mn:literal, $bk:literal) [$($s:literal),+];)+) => {
         $($(
-            entry_point!(NVFP4, "nvfp4", $name, $wm, $wn, $mm, $mn, $bk, $s);
-            entry_point!(MXFP4, "mxfp4", $name, $wm, $wn, $mm, $mn, $bk, $s);
+            entry_point!(NVFP4, "nvfp4", $name, $family, $wm, $wn, $wk, $mm, $mn, $bk, $s);
+            entry_point!(MXFP4, "mxfp4", $name, $family, $wm, $wn, $wk, $mm, $mn, $bk, $s);
         )+)+
     };
 }
 
 macro_rules! entry_point {
-    ($fmt:ident, $fmt_name:literal, $name:literal, $wm:literal, $wn:literal, $mm:literal, $mn:literal, $bk:literal, $s:literal) => {
+    ($fmt:ident, $fmt_name:literal, $name:literal, $family:ident, $wm:literal, $wn:literal, $wk:literal, $mm:literal, $mn:literal, $bk:literal, $s:literal) => {
         const _: () = {
             #[export_name = concat!("stagefit_gemm_", $fmt_name, "_", $name, "_s", stringify!($s))]
             unsafe extern "ptx-kernel" fn kernel(params: GroupedGemmParams) {
                 // SAFETY: the host launches this entry with the tactic's block size, a
                 // validated problem and at least the layout's dynamic shared memory.
-                unsafe { grouped_gemm::<$fmt, $wm, $wn, $mm, $mn, $bk, $s>(&params) }
+                unsafe { run_family!($family, params, $fmt, $wm, $wn, $wk, $mm, $mn, $bk, $s) }
             }
         };
+    };
+}
+
+/// The kernel body of each family (`bk` of a swap-AB tile follows from its warps along K).
+macro_rules! run_family {
+    (Mma, $params:ident, $fmt:ident, $wm:literal, $wn:literal, $wk:literal, $mm:literal, $mn:literal, $bk:literal, $s:literal) => {
+        grouped_gemm::<$fmt, $wm, $wn, $mm, $mn, $bk, $s>(&$params)
+    };
+    (SwapAb, $params:ident, $fmt:ident, $wm:literal, $wn:literal, $wk:literal, $mm:literal, $mn:literal, $bk:literal, $s:literal) => {
+        swap_ab_gemm::<$fmt, $wn, $wk, $mm, $mn, $s>(&$params)
     };
 }
 

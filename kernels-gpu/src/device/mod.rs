@@ -3,7 +3,9 @@
 //! - [`ptx`]: one safe-as-possible wrapper per PTX instruction used;
 //! - [`fp4`]: e2m1 and scale decoding in registers;
 //! - [`scheduler`]: the tile table that maps a linear tile index to (group, m-tile, n-tile);
-//! - [`gemm`]: the pipelined grouped GEMM, generic over format, tile and STAGES;
+//! - [`tiles`]: what every grouped-GEMM family shares (the tile walk, the `cp.async` ring);
+//! - [`gemm`]: the pipelined grouped GEMM of `Family::Mma`, generic over format, tile and STAGES;
+//! - [`swap_ab`]: the same for `Family::SwapAb`, built for decode;
 //! - [`moe`]: the MoE-layer kernels around the grouped GEMMs;
 //! - [`kernels`]: the `extern "ptx-kernel"` entry points, one per (format, tactic, STAGES), and
 //!   one per MoE-layer kernel.
@@ -14,6 +16,8 @@ mod kernels;
 mod moe;
 mod ptx;
 mod scheduler;
+mod swap_ab;
+mod tiles;
 
 /// A panic in device code cannot unwind or print: stop the kernel, which the host sees as a
 /// launch failure. The kernels are written so that no panic path remains (ptxas checks find

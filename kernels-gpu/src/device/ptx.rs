@@ -123,6 +123,20 @@ pub unsafe fn ld_shared_v4(addr: u32) -> [u32; 4] {
     }
 }
 
+/// `ld.shared.v2.u32`.
+///
+/// # Safety
+/// `addr` must be an 8-byte aligned shared address inside the block's allocation.
+#[inline(always)]
+pub unsafe fn ld_shared_v2(addr: u32) -> [u32; 2] {
+    // SAFETY: the caller upholds this function's `# Safety` contract, which is the instruction's.
+    unsafe {
+        let (x, y): (u32, u32);
+        asm!("ld.shared.v2.u32 {{{0}, {1}}}, [{2}];", out(reg32) x, out(reg32) y, in(reg32) addr);
+        [x, y]
+    }
+}
+
 /// `ld.shared.u32`.
 ///
 /// # Safety

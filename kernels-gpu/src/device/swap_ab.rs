@@ -1,0 +1,396 @@
+//! The grouped GEMM of [`Family::SwapAb`], for decode: `C_gᵀ = dequant(W_g) · A_gᵀ`, weights
+//! as the MMA's 16-row operand and a group's 1-8 (or 16) activation rows as its 8 columns.
+//!
+//! # Shape contract
+//! As for the [`Family::Mma`] kernel (`super::gemm`): `n % 16 == 0`, `k % 32 == 0`,
+//! `1 <= groups <= MAX_GROUPS`, 16-byte aligned pointers, the layouts of
+//! [`GroupedGemmParams`] (the same weights serve both families).
+//!
+//! # Structure
+//! The persistent grid walks the tiles as the other family does, with one `cp.async` ring
+//! that runs across the block's tiles (the next tile's first K-tiles load while the current
+//! one finishes). A tile is `BM` activation
+//! rows (`MMA_M` MMA column blocks of 8) by `BN` weight rows (`WARPS_N · MMA_N` MMA row
+//! blocks of 16). A stage holds `BK = WARPS_K · 128` of K; warp `(wn, wk)` takes K-elements
+//! `128·wk..+128` of every stage for its `16 · MMA_N` weight rows, so a block streams
+//! `BN · BK / 2` bytes of codes per stage with few rows of output. At the end of a tile the
+//! warps along K write their partial sums to the reduction buffer, and the block adds them in
+//! a fixed order (bit-identical reruns) and stores bf16 pairs along N.
+//!
+//! # K order
+//! Lane `4g + t` of a warp takes K-elements `32t..32t + 32` of the warp's 128: one 16-byte
+//! chunk of codes (4 packed words) of each of its weight rows `g` and `g + 8`, and 64 bytes of
+//! its activation row `g`. MMA step `s` (of 8) takes word `s / 2` of each weight row, pairs
+//! `2·(s % 2)` and `2·(s % 2) + 1` of it (physical K `32t + 4s..+4`), and activation words `2s`
+//! and `2s + 1` (the same four K-elements): A and B pair the same physical K everywhere.
+
+use super::fp4::{dequant_word, scale_factor_x2};
+use super::ptx::*;
+use super::tiles::{output_scale, BlockTiles, TileJob};
+use crate::format::{scale_block, NVFP4};
+use crate::layout::{reduce_offset, scale_row_bytes, swap_ab_chunk_offset, RegionAligned, SmemLayout, MAX_GROUPS};
+use crate::params::GroupedGemmParams;
+use crate::tactics::{Family, TileShape, SWAP_AB_WARP_K};
+
+/// The tile of a [`Family::SwapAb`] variant.
+const fn tile_shape<const WARPS_N: usize, const WARPS_K: usize, const MMA_M: usize, const MMA_N: usize>() -> TileShape {
+    TileShape {
+        family: Family::SwapAb,
+        warps_m: 1,
+        warps_n: WARPS_N,
+        warps_k: WARPS_K,
+        mma_m: MMA_M,
+        mma_n: MMA_N,
+        bk: WARPS_K * SWAP_AB_WARP_K,
+    }
+}
+
+/// Runs the swap-AB grouped GEMM for one (format, tile, STAGES) variant. All threads of the
+/// block must call it.
+///
+/// The ring runs across tiles: while a tile's last K-tiles are multiplied, the copies of the
+/// block's next tile are already in flight, so the weight stream does not stop between tiles.
+///
+/// # Safety
+/// The launch must satisfy the shape contract above, with `TileShape::threads()`
+/// (`32 · WARPS_N · WARPS_K`) threads per block.
+#[inline(always)]
+pub unsafe fn swap_ab_gemm<
+    const FMT: u32,
+    const WARPS_N: usize,
+    const WARPS_K: usize,
+    const MMA_M: usize,
+    const MMA_N: usize,
+    const STAGES: usize,
+>(
+    p: &GroupedGemmParams,
+) {
+    // SAFETY: the launch meets the shape contract (this function's); the layout size was checked against `%dynamic_smem_size` first, so every shared address below is inside the block's allocation, and every global address is inside the buffers the contract sizes (groups clamped to `rows`, columns to `n`, K to `k`).
+    unsafe {
+        let tile = tile_shape::<WARPS_N, WARPS_K, MMA_M, MMA_N>();
+        let layout = SmemLayout::new(tile, STAGES);
+        if dynamic_smem_size() < layout.total_bytes as u32 || p.groups as usize > MAX_GROUPS || p.k == 0 {
+            trap();
+        }
+        let smem = dynamic_smem_base::<RegionAligned>();
+        let tid = thread_idx() as usize;
+        let stage_addr = |stage: usize| smem + (layout.a + stage * layout.stage_stride) as u32;
+        let a_to_w = (layout.w - layout.a) as u32;
+        let a_to_s = (layout.s - layout.a) as u32;
+        let k_tiles = (p.k as usize).div_ceil(tile.bk());
+
+        // Two walks over the block's tiles: the copies run STAGES - 1 K-tiles ahead of the MMAs.
+        let mut loading = BlockTiles::new(p, smem + layout.tile_table as u32, tile.bm(), tile.bn());
+        let mut computing = loading;
+        let mut copies = loading.next(p).map(|job| SwapAbCopies::<FMT, WARPS_N, WARPS_K>::new(p, tile, job, tid));
+        let mut load_k = 0;
+        // One commit per call, copies or not: `cp_async_wait` counts groups.
+        let mut load_next = |stage: usize| {
+            if let Some(c) = &copies {
+                let base = stage_addr(stage);
+                c.issue(p, tile, base, base + a_to_w, base + a_to_s, load_k);
+                load_k += 1;
+                if load_k == k_tiles {
+                    load_k = 0;
+                    copies = loading.next(p).map(|job| SwapAbCopies::new(p, tile, job, tid));
+                }
+            }
+            cp_async_commit();
+        };
+        let mut stage = 0;
+        while stage < STAGES - 1 {
+            load_next(stage);
+            stage += 1;
+        }
+
+        let mut job = computing.next(p);
+        let mut acc = [[[0.0f32; 4]; MMA_M]; MMA_N];
+        let (mut k_tile, mut read_stage, mut write_stage) = (0, 0, STAGES - 1);
+        while let Some(current) = job {
+            // K-tile `k_tile` of `current` has landed for this thread; the barrier makes it
+            // everyone's and frees the buffer consumed in the previous iteration.
+            cp_async_wait(STAGES - 2);
+            sync_threads();
+            load_next(write_stage);
+            let base = stage_addr(read_stage);
+            compute_stage::<FMT, WARPS_N, WARPS_K, MMA_M, MMA_N>(&mut acc, base, base + a_to_w, base + a_to_s, tid);
+            read_stage = if read_stage + 1 == STAGES { 0 } else { read_stage + 1 };
+            write_stage = if write_stage + 1 == STAGES { 0 } else { write_stage + 1 };
+            k_tile += 1;
+            if k_tile == k_tiles {
+                epilogue::<FMT, WARPS_N, WARPS_K, MMA_M, MMA_N>(p, smem + layout.reduce as u32, current, &acc, tid);
+                acc = [[[0.0f32; 4]; MMA_M]; MMA_N];
+                k_tile = 0;
+                job = computing.next(p);
+            }
+        }
+    }
+}
+
+/// The `cp.async` copies one thread issues for every K-tile of one output tile, worked out
+/// once per tile.
+///
+/// Chunk `c = tid + j·threads` of A or W is chunk `c % 32` (a lane's) of 512-byte block
+/// `c / 32` in [`swap_ab_chunk_offset`]'s order, so a thread always copies for the same lane
+/// and warp-along-K `wk`, and its slots are `slot0 + j·WARPS_N`: for W (slot = 8-row half)
+/// the source advances by a fixed stride per `j`; for A (slot = 4·(row / 8) + q) it is worked
+/// out per copy. Scale chunks (16 columns of one K-block) go to the threads in order.
+struct SwapAbCopies<const FMT: u32, const WARPS_N: usize, const WARPS_K: usize> {
+    /// This thread's index in the block.
+    tid: usize,
+    /// This thread's lane part: `g = lane / 4` (row within an 8-row half), `t = lane % 4`.
+    g: usize,
+    /// Destination offset of chunk j = 0 in a stage's A and W tiles.
+    dst0: u32,
+    /// First slot of this thread.
+    slot0: usize,
+    /// K-element offset of this thread's chunks (A adds 8q) within a K-tile.
+    k_in_tile: u32,
+    /// W: source of chunk j = 0 at K-tile 0; bit j: weight row of chunk j exists.
+    w_src: u64,
+    w_live: u32,
+    /// A: source of row 0 of the tile at this thread's K offset, K-tile 0.
+    a_src: u64,
+    /// Activation rows of the tile that exist.
+    rows: usize,
+    /// Scales: source of K-block 0 of the tile's columns, and bytes per K-block row.
+    s_src: u64,
+    /// Columns of the tile that exist (`n - n0`, at most BN).
+    cols: usize,
+}
+
+impl<const FMT: u32, const WARPS_N: usize, const WARPS_K: usize> SwapAbCopies<FMT, WARPS_N, WARPS_K> {
+    #[inline(always)]
+    fn new(p: &GroupedGemmParams, tile: TileShape, job: TileJob, tid: usize) -> Self {
+        let (n, k) = (p.n as usize, p.k as usize);
+        let lane = tid % 32;
+        let (g, t) = (lane / 4, lane % 4);
+        let (slot0, wk) = (tid / (32 * WARPS_K), (tid / 32) % WARPS_K);
+        let k_in_tile = wk * SWAP_AB_WARP_K + 32 * t;
+        let w_copies = tile.bn() / 8 / WARPS_N;
+        let mut w_live = 0u32;
+        let mut j = 0;
+        while j < w_copies {
+            if job.n0 + (slot0 + j * WARPS_N) * 8 + g < n {
+                w_live |= 1 << j;
+            }
+            j += 1;
+        }
+        let block = scale_block(FMT);
+        SwapAbCopies {
+            tid,
+            g,
+            dst0: swap_ab_chunk_offset(WARPS_K, slot0, wk, lane) as u32,
+            slot0,
+            k_in_tile: k_in_tile as u32,
+            w_src: p.w + ((job.group * n + job.n0 + slot0 * 8 + g) * (k / 2) + k_in_tile / 2) as u64,
+            w_live,
+            a_src: p.a + 2 * (job.row0 * k + k_in_tile) as u64,
+            rows: job.rows,
+            s_src: p.w_scales + (job.group * (k / block) * n + job.n0) as u64,
+            cols: (n - job.n0).min(tile.bn()),
+        }
+    }
+
+    /// Issues the copies of K-tile `k_tile` into one stage; rows, columns and K past the ends
+    /// are zero-filled (a zero-byte copy reads nothing, so its source address need not be
+    /// valid).
+    #[inline(always)]
+    unsafe fn issue(
+        &self,
+        p: &GroupedGemmParams,
+        tile: TileShape,
+        a_smem: u32,
+        w_smem: u32,
+        s_smem: u32,
+        k_tile: usize,
+    ) {
+        // SAFETY: the stage addresses lie inside the layout and the copy sources inside A, W and the scales, or are zero-byte copies that read nothing (the caller's contract, set up by `SwapAbCopies::new`).
+        unsafe {
+            let (n, k) = (p.n as usize, p.k as usize);
+            let (bm, bn, bk, threads) = (tile.bm(), tile.bn(), tile.bk(), tile.threads());
+            let k0 = (k_tile * bk) as u32 + self.k_in_tile;
+            let block_stride = (WARPS_N * WARPS_K * 512) as u32;
+
+            // W: 8-row halves slot0 + j·WARPS_N, 16 bytes (32 K) of row g each.
+            let w_bytes = if k0 < k as u32 { 16 } else { 0 };
+            let w_src = self.w_src + (k_tile * bk / 2) as u64;
+            let w_src_stride = (WARPS_N * 8 * (k / 2)) as u64;
+            let mut j = 0;
+            while j < bn / 8 / WARPS_N {
+                let bytes = if self.w_live & (1 << j) != 0 { w_bytes } else { 0 };
+                cp_async_16(w_smem + self.dst0 + j as u32 * block_stride, w_src + j as u64 * w_src_stride, bytes);
+                j += 1;
+            }
+
+            // A: slots v = slot0 + j·WARPS_N, v = 4·(row / 8) + q: row 8·(v / 4) + g, K + 8q.
+            let a_src = self.a_src + (2 * k_tile * bk) as u64;
+            let mut j = 0;
+            while j < bm / 2 / WARPS_N {
+                let v = self.slot0 + j * WARPS_N;
+                let (row, q) = (8 * (v / 4) + self.g, v % 4);
+                let bytes = if row < self.rows && k0 + 8 * (q as u32) < k as u32 { 16 } else { 0 };
+                cp_async_16(a_smem + self.dst0 + j as u32 * block_stride, a_src + 2 * (row * k + 8 * q) as u64, bytes);
+                j += 1;
+            }
+
+            // Scales: this K-tile's K-blocks, 16 columns per chunk, rows padded in shared memory.
+            let block = scale_block(FMT);
+            let (k_blocks, tile_blocks, chunks_per_row) = (k / block, bk / block, bn / 16);
+            let mut c = self.tid;
+            while c < tile_blocks * chunks_per_row {
+                let (kb, col) = (c / chunks_per_row, 16 * (c % chunks_per_row));
+                let k_block = k_tile * tile_blocks + kb;
+                let bytes = if k_block < k_blocks && col < self.cols { 16 } else { 0 };
+                cp_async_16(
+                    s_smem + (kb * scale_row_bytes(tile) + col) as u32,
+                    self.s_src + (k_block * n + col) as u64,
+                    bytes,
+                );
+                c += threads;
+            }
+        }
+    }
+}
+
+/// Multiplies one stage into this warp's accumulators.
+#[inline(always)]
+unsafe fn compute_stage<
+    const FMT: u32,
+    const WARPS_N: usize,
+    const WARPS_K: usize,
+    const MMA_M: usize,
+    const MMA_N: usize,
+>(
+    acc: &mut [[[f32; 4]; MMA_M]; MMA_N],
+    a_smem: u32,
+    w_smem: u32,
+    s_smem: u32,
+    tid: usize,
+) {
+    // SAFETY: the stage addresses are inside the layout (the caller's contract), and every offset below stays inside one stage's A, W and scale regions.
+    unsafe {
+        let tile = tile_shape::<WARPS_N, WARPS_K, MMA_M, MMA_N>();
+        let (warp, lane) = (tid / 32, tid % 32);
+        let (wn, wk) = (warp / WARPS_K, warp % WARPS_K);
+        let (g, t) = (lane / 4, lane % 4);
+
+        // B: activation row 8·nt + g, this lane's 32 K-elements as 16 bf16 pairs.
+        let mut b = [[0u32; 16]; MMA_M];
+        let mut nt = 0;
+        while nt < MMA_M {
+            let mut q = 0;
+            while q < 4 {
+                let v = ld_shared_v4(a_smem + swap_ab_chunk_offset(WARPS_K, 4 * nt + q, wk, lane) as u32);
+                b[nt][4 * q] = v[0];
+                b[nt][4 * q + 1] = v[1];
+                b[nt][4 * q + 2] = v[2];
+                b[nt][4 * q + 3] = v[3];
+                q += 1;
+            }
+            nt += 1;
+        }
+
+        // Scales: NVFP4 has two 16-element blocks in a lane's 32 K-elements, MXFP4 one.
+        let blocks_per_lane = if FMT == NVFP4 { 2 } else { 1 };
+        let first_block = (wk * SWAP_AB_WARP_K + 32 * t) / scale_block(FMT);
+        let row_bytes = scale_row_bytes(tile);
+        let mut mt = 0;
+        while mt < MMA_N {
+            let half = 2 * (wn * MMA_N + mt);
+            let lo = ld_shared_v4(w_smem + swap_ab_chunk_offset(WARPS_K, half, wk, lane) as u32);
+            let hi = ld_shared_v4(w_smem + swap_ab_chunk_offset(WARPS_K, half + 1, wk, lane) as u32);
+            let col = 8 * half + g;
+            // Factors of rows g and g + 8 for each of the lane's scale blocks.
+            let mut f = [[0u32; 2]; 2];
+            let mut sb = 0;
+            while sb < blocks_per_lane {
+                let s_row = s_smem + ((first_block + sb) * row_bytes + col) as u32;
+                f[sb] = [scale_factor_x2::<FMT>(ld_shared_u8(s_row)), scale_factor_x2::<FMT>(ld_shared_u8(s_row + 8))];
+                sb += 1;
+            }
+            let mut w = 0;
+            while w < 4 {
+                let [f_lo, f_hi] = f[w * blocks_per_lane / 4];
+                let d_lo = dequant_word(lo[w], f_lo);
+                let d_hi = dequant_word(hi[w], f_hi);
+                let mut h = 0;
+                while h < 2 {
+                    let a = [d_lo[2 * h], d_hi[2 * h], d_lo[2 * h + 1], d_hi[2 * h + 1]];
+                    let s = 2 * w + h;
+                    let mut nt = 0;
+                    while nt < MMA_M {
+                        acc[mt][nt] = mma_bf16_m16n8k16(acc[mt][nt], a, [b[nt][2 * s], b[nt][2 * s + 1]]);
+                        nt += 1;
+                    }
+                    h += 1;
+                }
+                w += 1;
+            }
+            mt += 1;
+        }
+    }
+}
+
+/// Adds the warps' partial sums in warp-along-K order, scales them (see
+/// [`output_scale`]), rounds to bf16 and stores the rows and columns of the tile that exist,
+/// two columns per store.
+#[inline(always)]
+unsafe fn epilogue<
+    const FMT: u32,
+    const WARPS_N: usize,
+    const WARPS_K: usize,
+    const MMA_M: usize,
+    const MMA_N: usize,
+>(
+    p: &GroupedGemmParams,
+    reduce: u32,
+    job: TileJob,
+    acc: &[[[f32; 4]; MMA_M]; MMA_N],
+    tid: usize,
+) {
+    // SAFETY: `reduce` is the layout's reduction buffer (the caller's contract), `job` lies inside the problem, and every store is guarded by `row < job.rows` and `col < n`.
+    unsafe {
+        let tile = tile_shape::<WARPS_N, WARPS_K, MMA_M, MMA_N>();
+        let (bm, bn, n) = (tile.bm(), tile.bn(), p.n as usize);
+        let (warp, lane) = (tid / 32, tid % 32);
+        let (wn, wk) = (warp / WARPS_K, warp % WARPS_K);
+        let (g, t) = (lane / 4, lane % 4);
+        // Accumulator d of weight-row block mt, activation block nt: rows (weights) g, g + 8,
+        // columns (activation rows) 2t, 2t + 1.
+        let mut mt = 0;
+        while mt < MMA_N {
+            let col = 16 * (wn * MMA_N + mt) + g;
+            let mut nt = 0;
+            while nt < MMA_M {
+                let row = 8 * nt + 2 * t;
+                let d = acc[mt][nt];
+                st_shared_u32(reduce + reduce_offset(bm, bn, wk, row, col) as u32, d[0].to_bits());
+                st_shared_u32(reduce + reduce_offset(bm, bn, wk, row + 1, col) as u32, d[1].to_bits());
+                st_shared_u32(reduce + reduce_offset(bm, bn, wk, row, col + 8) as u32, d[2].to_bits());
+                st_shared_u32(reduce + reduce_offset(bm, bn, wk, row + 1, col + 8) as u32, d[3].to_bits());
+                nt += 1;
+            }
+            mt += 1;
+        }
+        sync_threads();
+        let scale = output_scale::<FMT>(p, job.group);
+        let mut pair = tid;
+        while pair < bm * bn / 2 {
+            let (row, col) = (pair / (bn / 2), 2 * (pair % (bn / 2)));
+            let mut sum = [0.0f32; 2];
+            let mut wk = 0;
+            while wk < WARPS_K {
+                let part = ld_shared_v2(reduce + reduce_offset(bm, bn, wk, row, col) as u32);
+                sum[0] += f32::from_bits(part[0]);
+                sum[1] += f32::from_bits(part[1]);
+                wk += 1;
+            }
+            if row < job.rows && job.n0 + col < n {
+                let addr = p.c + 2 * ((job.row0 + row) * n + job.n0 + col) as u64;
+                st_global_u32(addr, pack_bf16x2(sum[0] * scale, sum[1] * scale));
+            }
+            pair += tile.threads();
+        }
+    }
+}

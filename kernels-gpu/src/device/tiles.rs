@@ -1,0 +1,124 @@
+//! What every grouped-GEMM family shares: the walk over a block's output tiles and the output
+//! scale.
+
+use super::ptx::{block_idx, grid_dim, ld_global_nc_u32, ld_shared_u32, sync_threads, thread_idx};
+use super::scheduler::{build_tile_table, find_group, group_rows, total_tiles};
+use crate::format::NVFP4;
+use crate::packing::{f32_pow2, ACCUMULATOR_SHIFT};
+use crate::params::GroupedGemmParams;
+
+/// One output tile: `bm` rows of group `group` starting at global row `row0` (of which `rows`
+/// exist), and `bn` columns starting at `n0`.
+#[derive(Clone, Copy)]
+pub struct TileJob {
+    pub group: usize,
+    pub row0: usize,
+    pub rows: usize,
+    pub n0: usize,
+}
+
+/// The tiles of one block, in order: a persistent grid, block `b` takes tiles `b, b + grid,
+/// …` of the tile table (see [`super::scheduler`]). Two walks over the same table visit the
+/// same tiles.
+#[derive(Clone, Copy)]
+pub struct BlockTiles {
+    table: u32,
+    bm: usize,
+    bn: usize,
+    n_tiles: u32,
+    next: u32,
+}
+
+impl BlockTiles {
+    /// Builds the tile table of `bm × bn` tiles in `table` and returns the walk over this
+    /// block's tiles. All threads of the block must call it.
+    ///
+    /// # Safety
+    /// `table` must be the layout's tile-table region; `p.offsets` must hold `p.groups + 1`
+    /// values with `1 <= p.groups <= MAX_GROUPS`.
+    #[inline(always)]
+    pub unsafe fn new(p: &GroupedGemmParams, table: u32, bm: usize, bn: usize) -> BlockTiles {
+        let n_tiles = (p.n as usize).div_ceil(bn) as u32;
+        let tid = thread_idx() as usize;
+        if tid < 32 {
+            // SAFETY: the caller's contract is the scheduler's.
+            unsafe { build_tile_table(table, p.offsets, p.groups as usize, p.rows, bm as u32, n_tiles, tid) };
+        }
+        sync_threads();
+        BlockTiles { table, bm, bn, n_tiles, next: block_idx() }
+    }
+
+    /// The next tile of this block, or `None` after the last. Every job lies inside the
+    /// problem (groups clamped to `p.rows`, columns below `p.n`).
+    ///
+    /// # Safety
+    /// `p` must be the parameters the table was built from.
+    #[inline(always)]
+    pub unsafe fn next(&mut self, p: &GroupedGemmParams) -> Option<TileJob> {
+        // SAFETY: the table was built from `p` (this function's contract), so every group index read is below `p.groups`.
+        unsafe {
+            let total = total_tiles(self.table);
+            while self.next < total {
+                let linear = self.next;
+                self.next += grid_dim();
+                let (job, exists) = tile_job(p, self.table, linear, self.bm, self.bn, self.n_tiles);
+                if exists {
+                    return Some(job);
+                }
+            }
+            None
+        }
+    }
+}
+
+/// The job of tile `linear` (below the table's total) of `bm × bn` tiles, and whether it
+/// exists: only a table whose sums wrapped (overlapping groups) can name a column tile past N,
+/// or a tile of a group with no rows; such a job must be skipped. Every job that exists lies
+/// inside the problem (groups clamped to `p.rows`, columns below `p.n`).
+///
+/// # Safety
+/// `table` must have been built from `p` by [`build_tile_table`] for `n_tiles` column tiles.
+#[inline(always)]
+pub unsafe fn tile_job(
+    p: &GroupedGemmParams,
+    table: u32,
+    linear: u32,
+    bm: usize,
+    bn: usize,
+    n_tiles: u32,
+) -> (TileJob, bool) {
+    // SAFETY: the table was built from `p` (this function's contract), so the group found is below `p.groups`.
+    unsafe {
+        let group = find_group(table, p.groups as usize, linear);
+        let (row_begin, rows) = group_rows(p.offsets, group, p.rows);
+        // A group that owns this tile has rows, so m_tiles >= 1; `max` lets the compiler see it.
+        let m_tiles = rows.div_ceil(bm as u32).max(1);
+        let local = linear.wrapping_sub(ld_shared_u32(table + 4 * group as u32));
+        let (n_tile, m_tile) = (local / m_tiles, local % m_tiles);
+        let row_in_group = m_tile as usize * bm;
+        let job = TileJob {
+            group,
+            row0: row_begin as usize + row_in_group,
+            rows: (rows as usize).saturating_sub(row_in_group).min(bm),
+            n0: n_tile as usize * bn,
+        };
+        (job, n_tile < n_tiles && rows != 0)
+    }
+}
+
+/// The factor every f32 accumulator of `group` is multiplied by before rounding to bf16: the
+/// operands carried `2^-ACCUMULATOR_SHIFT` (see `crate::packing`); NVFP4 adds its per-expert
+/// scale.
+///
+/// # Safety
+/// For NVFP4, `p.expert_scales` must hold `p.groups` f32 values and `group < p.groups`.
+#[inline(always)]
+pub unsafe fn output_scale<const FMT: u32>(p: &GroupedGemmParams, group: usize) -> f32 {
+    let unshift = f32_pow2(ACCUMULATOR_SHIFT);
+    if FMT == NVFP4 {
+        // SAFETY: `group` indexes the per-expert scales (this function's contract).
+        unshift * f32::from_bits(unsafe { ld_global_nc_u32(p.expert_scales + 4 * group as u64) })
+    } else {
+        unshift
+    }
+}
