@@ -65,8 +65,9 @@ pub const WIDE_TILE_WAVES: usize = 8;
 /// short (K-steps of 512 would leave half a stage empty); for 3-8 rows the 128-column tile,
 /// except on short reductions, where its per-tile cost (the warps' partial sums) is not
 /// amortized and the activation-major tile wins. Many rows want large activation-major tiles
-/// (operand reuse).
-pub const PREFERENCES: [Preference; 6] = [
+/// (operand reuse); with the weights in strip order (`stagefit_kernels::packing`) a third
+/// stage pays on long reductions.
+pub const PREFERENCES: [Preference; 7] = [
     Preference {
         max_rows_per_group: 2,
         min_k: 2048,
@@ -83,6 +84,7 @@ pub const PREFERENCES: [Preference; 6] = [
     },
     Preference { max_rows_per_group: 8, min_k: 1024, tactic: "swm8n128k256w2k2", stages: 2, wide: None },
     Preference { max_rows_per_group: 8, min_k: 0, tactic: "m16n128k128w1x4", stages: 5, wide: None },
+    Preference { max_rows_per_group: 128, min_k: 4096, tactic: "m32n128k128w1x4", stages: 3, wide: None },
     Preference { max_rows_per_group: 128, min_k: 0, tactic: "m32n128k128w1x4", stages: 2, wide: None },
     Preference { max_rows_per_group: usize::MAX, min_k: 0, tactic: "m128n256k64w2x4", stages: 2, wide: None },
 ];

@@ -46,6 +46,6 @@ pub use plan::find_tactic;
 pub use stagefit_kernels::arch::Arch;
 pub use stagefit_kernels::format::Fp4Format;
 pub use stagefit_kernels::layout::{SmemLayout, MAX_GROUPS};
-pub use stagefit_kernels::packing::{pack_codes, unpack_codes};
+pub use stagefit_kernels::packing::{order_chunks, pack_codes, unpack_codes};
 pub use stagefit_kernels::params::GroupedGemmParams;
 pub use stagefit_kernels::tactics::{Family, Tactic, TileShape, TACTICS};

@@ -116,3 +116,29 @@ fn every_accepted_scale_gives_exact_operands() {
         assert_eq!(accepted, if format == Fp4Format::Nvfp4 { 127 } else { MX_SCALE_CODE_MAX as usize + 1 });
     }
 }
+
+#[test]
+fn the_device_chunk_order_is_a_permutation_and_round_trips() {
+    use stagefit_kernels::packing::{code_chunk_offset, order_chunks, STRIP_ROWS};
+    for k in [32, 64, 96, 128, 160, 768, 2880] {
+        for rows in [STRIP_ROWS, 2 * STRIP_ROWS, 5 * STRIP_ROWS] {
+            let bytes = rows * k / 2;
+            let mut offsets: Vec<usize> =
+                (0..rows).flat_map(|row| (0..k / 32).map(move |chunk| code_chunk_offset(k, row, chunk))).collect();
+            offsets.sort();
+            assert_eq!(offsets, (0..bytes / 16).map(|c| 16 * c).collect::<Vec<_>>(), "k {k} rows {rows}");
+            // Full blocks: the 32 lanes of an 8-row half read 512 contiguous bytes.
+            if k >= 128 {
+                let mut lanes: Vec<usize> = (0..32).map(|lane| code_chunk_offset(k, 8 + lane / 4, lane % 4)).collect();
+                lanes.sort();
+                assert_eq!(lanes, (0..32).map(|l| 512 + 16 * l).collect::<Vec<_>>(), "k {k}");
+            }
+            let natural: Vec<u8> = (0..2 * bytes).map(|i| (i * 7 + i / 251) as u8).collect();
+            let (mut device, mut back) = (vec![0u8; natural.len()], vec![0u8; natural.len()]);
+            order_chunks(&natural, &mut device, rows, k, true);
+            order_chunks(&device, &mut back, rows, k, false);
+            assert_eq!(back, natural, "k {k} rows {rows}");
+            assert_eq!(&device[code_chunk_offset(k, 1, 0)..][..16], &natural[k / 2..][..16], "row 1, chunk 0");
+        }
+    }
+}

@@ -8,10 +8,11 @@ use super::validate::{check_dims, weight_buffer_lengths};
 use crate::error::{DriverContext, Error, Result};
 use crate::fp4::QuantizedWeights;
 use crate::Fp4Format;
-use stagefit_kernels::packing::{pack_codes, unpack_codes};
+use stagefit_kernels::packing::{order_chunks, pack_codes, unpack_codes};
 
 /// FP4 expert weights in device memory, in the kernels' layout: codes packed by
-/// [`pack_codes`], scales as in [`QuantizedWeights`].
+/// [`pack_codes`] and their 16-byte chunks in strip order ([`order_chunks`]), scales as in
+/// [`QuantizedWeights`].
 pub struct DeviceWeights {
     format: Fp4Format,
     groups: usize,
@@ -31,7 +32,8 @@ impl DeviceWeights {
     pub fn upload(stream: &Arc<CudaStream>, w: &QuantizedWeights) -> Result<DeviceWeights> {
         check_dims(w.groups, w.n, w.k)?;
         w.check_scales()?;
-        let mut packed = w.codes.clone();
+        let mut packed = vec![0u8; w.codes.len()];
+        order_chunks(&w.codes, &mut packed, w.n, w.k, true);
         pack_codes(&mut packed);
         let weights = DeviceWeights::from_parts(
             w.format,
@@ -45,7 +47,7 @@ impl DeviceWeights {
     }
 
     /// Weights already in device memory, in the kernels' layout (codes packed by
-    /// [`pack_codes`]); the buffer lengths are checked here, the scales by
+    /// [`pack_codes`], chunks in strip order by [`order_chunks`]); the buffer lengths are checked here, the scales by
     /// [`DeviceWeights::check_scales`] (which a [`super::GroupedGemm`] with input checks runs once).
     pub fn from_parts(
         format: Fp4Format,
@@ -70,8 +72,10 @@ impl DeviceWeights {
 
     /// Copies the weights back to the host, codes unpacked to the natural order.
     pub fn download(&self, stream: &Arc<CudaStream>) -> Result<QuantizedWeights> {
-        let mut codes = stream.clone_dtoh(&self.codes).during("downloading weight codes")?;
-        unpack_codes(&mut codes);
+        let mut device = stream.clone_dtoh(&self.codes).during("downloading weight codes")?;
+        unpack_codes(&mut device);
+        let mut codes = vec![0u8; device.len()];
+        order_chunks(&device, &mut codes, self.n, self.k, false);
         Ok(QuantizedWeights {
             format: self.format,
             groups: self.groups,

@@ -12,6 +12,16 @@
 //! of a rotation and a mask ([`PAIR_SOURCES`]); pairs 0-2 need one rotation each, pair 3 two
 //! (no four rotations of the template tile 32 bits). [`unpack_word`] is its inverse.
 //!
+//! # Chunks
+//! The codes of a group (`n` weight rows of `k / 2` bytes) are stored as 16-byte chunks (one
+//! row's 32 K-elements, i.e. one packed word per 8 codes) in *strip order*: rows in strips of
+//! [`STRIP_ROWS`], each strip's bytes contiguous, and within a strip blocks of [`BLOCK_K`]
+//! K-elements, each block holding its 16 rows' chunks in the order the swap-AB kernel's lanes
+//! read them (lane `4g + t` of an 8-row half: row `g`, chunk `t`). A stage of any tile then
+//! reads runs of `16 · BK / 2` bytes or more instead of one 16-64-byte piece per row, which
+//! the DRAM serves far better (`docs/perf-notes.md`, v6). [`code_chunk_offset`] is the one
+//! formula; [`order_chunks`] applies it on upload and inverts it on download.
+//!
 //! # Scales
 //! The kernels multiply the template value by `scale · 2^(126 - ACCUMULATOR_SHIFT)` in one
 //! bf16x2 multiply, so the MMA operand is `value · scale · 2^-ACCUMULATOR_SHIFT`, exact (at
@@ -119,6 +129,63 @@ fn map_words(codes: &mut [u8], f: fn(u32) -> u32) {
     for word in codes.chunks_exact_mut(4) {
         let mapped = f(u32::from_le_bytes([word[0], word[1], word[2], word[3]]));
         word.copy_from_slice(&mapped.to_le_bytes());
+    }
+}
+
+/// Weight rows per strip of the device chunk order (one swap-AB MMA tile of rows).
+pub const STRIP_ROWS: usize = 16;
+/// K-elements per block of a strip (one warp's share of a swap-AB stage).
+pub const BLOCK_K: usize = 128;
+/// Bytes of one 16-byte chunk of codes (32 K-elements).
+const CODE_CHUNK_BYTES: usize = 16;
+/// Chunks per row of a full block.
+const CHUNKS_PER_BLOCK: usize = BLOCK_K / 32;
+
+/// Bytes of one strip of [`STRIP_ROWS`] rows of `k` K-elements.
+#[inline(always)]
+pub const fn strip_bytes(k: usize) -> usize {
+    STRIP_ROWS * (k / 2)
+}
+
+/// Byte offset, inside its strip, of the 16-byte chunk holding K-elements
+/// `32·chunk..32·chunk + 32` of the strip's row `row_in_strip` (see [`code_chunk_offset`]).
+/// Chunks past the row's end get an offset too (the kernels zero-fill them without reading).
+#[inline(always)]
+pub const fn strip_chunk_offset(k: usize, row_in_strip: usize, chunk: usize) -> usize {
+    let (block, t) = (chunk / CHUNKS_PER_BLOCK, chunk % CHUNKS_PER_BLOCK);
+    let rest = (k / 32).saturating_sub(block * CHUNKS_PER_BLOCK);
+    let width = if rest < CHUNKS_PER_BLOCK { rest } else { CHUNKS_PER_BLOCK };
+    block * STRIP_ROWS * CHUNKS_PER_BLOCK * CODE_CHUNK_BYTES + (row_in_strip * width + t) * CODE_CHUNK_BYTES
+}
+
+/// Byte offset, among the codes of one group of rows with `k` K-elements (a multiple of 32;
+/// the rows a multiple of [`STRIP_ROWS`]), of the 16-byte chunk holding row `row`'s
+/// K-elements `32·chunk..32·chunk + 32` (see the module docs). Inside a block of `w` chunks
+/// per row (4, or fewer in a strip's last block when `k` is not a multiple of [`BLOCK_K`]),
+/// row `8·half + g` of the strip has its chunk `t` at `((8·half + g)·w + t)·16`: for full
+/// blocks lane `4g + t` of half `half` reads 512 contiguous bytes with its warp.
+#[inline(always)]
+pub const fn code_chunk_offset(k: usize, row: usize, chunk: usize) -> usize {
+    (row / STRIP_ROWS) * strip_bytes(k) + strip_chunk_offset(k, row % STRIP_ROWS, chunk)
+}
+
+/// Copies `src` to `dst` (of equal length) moving the 16-byte chunks of its `rows`-row groups
+/// of `k`-element codes between the natural row-major order and the device's strip order
+/// ([`code_chunk_offset`]): `to_device` true reorders natural codes for upload, false restores
+/// them. The lengths must be a multiple of `rows · k / 2`, `rows` of [`STRIP_ROWS`] and `k` of 32.
+/// (Host only: the kernels read the order, they never make it.)
+#[cfg(not(target_arch = "nvptx64"))]
+pub fn order_chunks(src: &[u8], dst: &mut [u8], rows: usize, k: usize, to_device: bool) {
+    let group_bytes = rows * k / 2;
+    for (src, dst) in src.chunks_exact(group_bytes).zip(dst.chunks_exact_mut(group_bytes)) {
+        for row in 0..rows {
+            for chunk in 0..k / 32 {
+                let natural = row * (k / 2) + chunk * CODE_CHUNK_BYTES;
+                let device = code_chunk_offset(k, row, chunk);
+                let (from, to) = if to_device { (natural, device) } else { (device, natural) };
+                dst[to..to + CODE_CHUNK_BYTES].copy_from_slice(&src[from..from + CODE_CHUNK_BYTES]);
+            }
+        }
     }
 }
 

@@ -6,7 +6,8 @@
 /// - `a`: bf16 `[offsets[groups], k]`, row-major; group `g` owns rows `offsets[g]..offsets[g+1]`;
 /// - `w`: u8 `[groups, n, k/2]`, e2m1 codes in 4-byte words packed by
 ///   [`crate::packing::pack_word`] (unpacked, byte `j` of a word holds K-elements `2j` in
-///   its low nibble and `2j + 1`);
+///   its low nibble and `2j + 1`), each group's 16-byte chunks in the strip order of
+///   [`crate::packing::code_chunk_offset`];
 /// - `w_scales`: u8 `[groups, k/block, n]` (block 16 e4m3 for NVFP4, 32 e8m0 for MXFP4):
 ///   scale-row major, so that one K-block's scales for consecutive `n` are contiguous;
 /// - `expert_scales`: f32 `[groups]` (NVFP4; ignored for MXFP4);

@@ -7,6 +7,7 @@
 //! COMPILE_LIMIT_BYTES)`; a compile-time check below holds each row to that rule.
 
 use crate::layout::SmemLayout;
+use crate::packing::STRIP_ROWS;
 
 /// The shallowest pipeline compiled (one stage loading while one is consumed).
 pub const MIN_STAGES: usize = 2;
@@ -184,7 +185,8 @@ pub const fn compiled_stage_range(tile: TileShape) -> (usize, usize) {
 /// a multiple of the 16-byte chunks per row of A (`BK/8`) and of W (`BK/32`); the rows one
 /// thread's successive A chunks are apart keep the A swizzle's row parity, and those of W keep
 /// the W swizzle's bank line; one K-tile's scale chunks (`BK/16 · BN/16`) need at most one per
-/// thread; `BK` is 64 or 128.
+/// thread; `BK` is 64 or 128; a thread's successive W chunks are whole strips of the device
+/// chunk order apart (`crate::packing`).
 ///
 /// [`Family::SwapAb`] (see `swap_ab` in the device code): one warp along M; each warp along K
 /// takes [`SWAP_AB_WARP_K`]; every operand's chunk count per stage is a multiple of the
@@ -201,6 +203,7 @@ pub const fn copies_fit_the_threads(tile: TileShape) -> bool {
                 && threads % w_cpr == 0
                 && (threads / a_cpr) % 2 == 0
                 && (threads / w_cpr) % (w_rows_per_line * w_cpr) == 0
+                && (threads / w_cpr).is_multiple_of(STRIP_ROWS)
                 && bk / 16 * (tile.bn() / 16) <= threads
         }
         Family::SwapAb => {

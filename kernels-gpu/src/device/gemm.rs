@@ -29,6 +29,7 @@ use crate::layout::{
     a_chunk, a_fragment_offset, fragment_row, w_chunk, w_fragment_offset, RegionAligned, SmemLayout, CHUNK_BYTES,
     MAX_GROUPS,
 };
+use crate::packing::{strip_bytes, strip_chunk_offset, STRIP_ROWS};
 use crate::params::GroupedGemmParams;
 use crate::tactics::{Family, TileShape};
 
@@ -185,8 +186,11 @@ struct TileCopies<const FMT: u32, const BK: usize> {
     /// Bit j: this thread's A chunk j lies in the tile / also in a row that exists.
     a_in_tile: u32,
     a_live: u32,
-    /// W: as for A.
+    /// W: the strip holding chunk j = 0 (see `crate::packing`), that chunk's row within the
+    /// strip and chunk column within a K-tile; destination and source stride as for A.
     w_src: u64,
+    w_row_in_strip: usize,
+    w_chunk_col: usize,
     w_dst: u32,
     w_src_stride: u64,
     w_k: u32,
@@ -244,7 +248,9 @@ impl<const FMT: u32, const BK: usize> TileCopies<FMT, BK> {
             a_k: (a_chunk_col * 8) as u32,
             a_in_tile: live(a_row, threads / a_cpr, tile.bm(), tile.bm(), a_copies),
             a_live: live(a_row, threads / a_cpr, tile.bm(), job.rows, a_copies),
-            w_src: p.w + ((job.group * n + job.n0 + w_row) * (k / 2) + w_chunk_col * 16) as u64,
+            w_src: p.w + (job.group * n * (k / 2) + (job.n0 + w_row) / STRIP_ROWS * strip_bytes(k)) as u64,
+            w_row_in_strip: (job.n0 + w_row) % STRIP_ROWS,
+            w_chunk_col,
             w_dst: (w_row * (BK / 2) + w_chunk(BK, w_row, w_chunk_col) * CHUNK_BYTES) as u32,
             w_src_stride: ((threads / w_cpr) * (k / 2)) as u64,
             w_k: (w_chunk_col * 32) as u32,
@@ -293,7 +299,8 @@ impl<const FMT: u32, const BK: usize> TileCopies<FMT, BK> {
 
             let (w_cpr, w_chunks) = (BK / 32, bn * BK / 32);
             let w_bytes = if k0 + self.w_k < k { 16 } else { 0 };
-            let w_src = self.w_src + (k_tile * BK / 2) as u64;
+            let chunk = k_tile * (BK / 32) + self.w_chunk_col;
+            let w_src = self.w_src + strip_chunk_offset(k as usize, self.w_row_in_strip, chunk) as u64;
             let mut j = 0;
             while j < copies_per_thread(w_chunks, threads) {
                 if (j + 1) * threads <= w_chunks || self.w_in_tile & (1 << j) != 0 {

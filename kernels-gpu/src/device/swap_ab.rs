@@ -29,6 +29,7 @@ use super::ptx::*;
 use super::tiles::{output_scale, BlockTiles, TileJob};
 use crate::format::{scale_block, NVFP4};
 use crate::layout::{reduce_offset, scale_row_bytes, swap_ab_chunk_offset, RegionAligned, SmemLayout, MAX_GROUPS};
+use crate::packing::{strip_bytes, strip_chunk_offset, STRIP_ROWS};
 use crate::params::GroupedGemmParams;
 use crate::tactics::{Family, TileShape, SWAP_AB_WARP_K};
 
@@ -140,15 +141,19 @@ struct SwapAbCopies<const FMT: u32, const WARPS_N: usize, const WARPS_K: usize> 
     tid: usize,
     /// This thread's lane part: `g = lane / 4` (row within an 8-row half), `t = lane % 4`.
     g: usize,
+    t: usize,
     /// Destination offset of chunk j = 0 in a stage's A and W tiles.
     dst0: u32,
     /// First slot of this thread.
     slot0: usize,
     /// K-element offset of this thread's chunks (A adds 8q) within a K-tile.
     k_in_tile: u32,
-    /// W: source of chunk j = 0 at K-tile 0; bit j: weight row of chunk j exists.
+    /// W: the tile's first strip of codes (see `crate::packing`); bit j: weight row of
+    /// chunk j exists.
     w_src: u64,
     w_live: u32,
+    /// This thread's warp along K, for the copies.
+    wk: usize,
     /// A: source of row 0 of the tile at this thread's K offset, K-tile 0.
     a_src: u64,
     /// Activation rows of the tile that exist.
@@ -180,11 +185,13 @@ impl<const FMT: u32, const WARPS_N: usize, const WARPS_K: usize> SwapAbCopies<FM
         SwapAbCopies {
             tid,
             g,
+            t,
             dst0: swap_ab_chunk_offset(WARPS_K, slot0, wk, lane) as u32,
             slot0,
             k_in_tile: k_in_tile as u32,
-            w_src: p.w + ((job.group * n + job.n0 + slot0 * 8 + g) * (k / 2) + k_in_tile / 2) as u64,
+            w_src: p.w + (job.group * n * (k / 2) + job.n0 / STRIP_ROWS * strip_bytes(k)) as u64,
             w_live,
+            wk,
             a_src: p.a + 2 * (job.row0 * k + k_in_tile) as u64,
             rows: job.rows,
             s_src: p.w_scales + (job.group * (k / block) * n + job.n0) as u64,
@@ -212,14 +219,17 @@ impl<const FMT: u32, const WARPS_N: usize, const WARPS_K: usize> SwapAbCopies<FM
             let k0 = (k_tile * bk) as u32 + self.k_in_tile;
             let block_stride = (WARPS_N * WARPS_K * 512) as u32;
 
-            // W: 8-row halves slot0 + j·WARPS_N, 16 bytes (32 K) of row g each.
+            // W: 8-row halves slot0 + j·WARPS_N, 16 bytes (32 K) of row g each, from the
+            // strips in their device order.
             let w_bytes = if k0 < k as u32 { 16 } else { 0 };
-            let w_src = self.w_src + (k_tile * bk / 2) as u64;
-            let w_src_stride = (WARPS_N * 8 * (k / 2)) as u64;
+            let chunk = k_tile * (bk / 32) + self.wk * (SWAP_AB_WARP_K / 32) + self.t;
             let mut j = 0;
             while j < bn / 8 / WARPS_N {
+                let slot = self.slot0 + j * WARPS_N;
+                let src = self.w_src
+                    + ((slot / 2) * strip_bytes(k) + strip_chunk_offset(k, 8 * (slot % 2) + self.g, chunk)) as u64;
                 let bytes = if self.w_live & (1 << j) != 0 { w_bytes } else { 0 };
-                cp_async_16(w_smem + self.dst0 + j as u32 * block_stride, w_src + j as u64 * w_src_stride, bytes);
+                cp_async_16(w_smem + self.dst0 + j as u32 * block_stride, src, bytes);
                 j += 1;
             }
 
