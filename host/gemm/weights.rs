@@ -47,8 +47,9 @@ impl DeviceWeights {
     }
 
     /// Weights already in device memory, in the kernels' layout (codes packed by
-    /// [`pack_codes`], chunks in strip order by [`order_chunks`]); the buffer lengths are checked here, the scales by
-    /// [`DeviceWeights::check_scales`] (which a [`super::GroupedGemm`] with input checks runs once).
+    /// [`pack_codes`], chunks in strip order by [`order_chunks`]); the buffer lengths are
+    /// checked here, the scales by [`DeviceWeights::check_scales`] (which a
+    /// [`super::GroupedGemm`] with input checks runs once).
     pub fn from_parts(
         format: Fp4Format,
         (groups, n, k): (usize, usize, usize),
