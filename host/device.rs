@@ -9,10 +9,16 @@ use serde::Serialize;
 use crate::error::{DriverContext, Error, Result};
 use crate::Arch;
 
-/// Whether the CUDA driver library can be loaded on this machine.
+/// Whether the CUDA driver library can be loaded on this machine. Built without the
+/// `dynamic-loading` feature, libcuda was linked (or is loaded as another crate in the build
+/// chose): this says true and a missing driver shows up as the first call's error.
 pub fn driver_present() -> bool {
+    #[cfg(feature = "dynamic-loading")]
     // SAFETY: only tries to open libcuda; it runs no driver call.
-    unsafe { cudarc::driver::sys::is_culib_present() }
+    let present = unsafe { cudarc::driver::sys::is_culib_present() };
+    #[cfg(not(feature = "dynamic-loading"))]
+    let present = true;
+    present
 }
 
 /// A CUDA context on device `ordinal`, or [`Error::NoDriver`] where there is no driver.

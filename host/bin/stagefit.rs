@@ -176,7 +176,8 @@ fn info_command(options: &Options) -> Result<(), String> {
 
 fn bench_command(options: &Options) -> Result<(), String> {
     use stagefit::moe::presets;
-    use stagefit::tools::bench::{cublas_present, run, BenchOptions, Routing};
+    use stagefit::tools::baseline;
+    use stagefit::tools::bench::{run, BenchOptions, Routing};
     use stagefit::Fp4Format;
     let get = |name: &str| options.lists.iter().rev().find(|(n, _)| n == name).map(|(_, v)| v.as_str());
     let list = |name: &str, default: &str| -> Vec<String> {
@@ -215,7 +216,7 @@ fn bench_command(options: &Options) -> Result<(), String> {
             })
             .collect::<Result<_, _>>()?,
         reps: numbers("--reps", "20")?[0],
-        cublas: get("--no-cublas").is_none() && cublas_present(),
+        cublas: get("--no-cublas").is_none() && baseline::available(),
         choices: list("--tactic", "auto"),
         graph: match get("--timing").unwrap_or("single") {
             "single" => false,
@@ -231,7 +232,14 @@ fn bench_command(options: &Options) -> Result<(), String> {
         check_writable(path)?;
     }
     if get("--no-cublas").is_none() && !bench.cublas {
-        eprintln!("stagefit bench: libcublas not found (set LD_LIBRARY_PATH); running without the cuBLAS baseline");
+        eprintln!(
+            "stagefit bench: {}; running without the cuBLAS baseline",
+            if cfg!(feature = "cublas") {
+                "libcublas not found (set LD_LIBRARY_PATH)"
+            } else {
+                "built without the `cublas` feature"
+            }
+        );
     }
     println!(
         "{:<13} {:<7} {:>5} {:<7} {:<5} {:>6} {:>3} {:<17} {:>2} {:>9} {:>8} {:>7} {:>7} {:>5} {:>5} {:>5} {:>9} {:>6}",

@@ -12,10 +12,8 @@
 
 use std::sync::Arc;
 
-use cudarc::cublas::sys::cublasOperation_t;
-use cudarc::cublas::{CudaBlas, Gemm, GemmConfig};
 use cudarc::driver::sys::{CUgraphInstantiate_flags, CUstreamCaptureMode};
-use cudarc::driver::{CudaContext, CudaSlice, CudaStream, DevicePtr};
+use cudarc::driver::{CudaContext, CudaSlice, CudaStream};
 use half::bf16;
 use serde::Serialize;
 
@@ -24,6 +22,7 @@ use crate::gemm::{offsets_from_sizes, DeviceWeights, GroupedGemm, GroupedGemmArg
 use crate::moe::kernels::MoeKernels;
 use crate::moe::Preset;
 use crate::rng::SplitMix64;
+use crate::tools::baseline::Baseline;
 use crate::tools::problem::{fill_bf16, median_us};
 use crate::Fp4Format;
 
@@ -204,64 +203,20 @@ fn graph_us_per_call(
     Ok(median_us(ctx, stream, reps, |_| graph.launch().during("replaying the graph"))? / GRAPH_CALLS as f64)
 }
 
-/// Measures the copy bandwidth and (with cuBLAS) the dense bf16 rate.
+/// Measures the copy bandwidth and (with the cuBLAS baseline) the dense bf16 rate.
 fn ceilings(
     ctx: &Arc<CudaContext>,
     stream: &Arc<CudaStream>,
     kernels: &MoeKernels,
-    blas: Option<&CudaBlas>,
+    baseline: Option<&Baseline>,
     reps: usize,
 ) -> Result<Ceilings> {
     let bytes = 1usize << 30;
     let src = stream.alloc_zeros::<u8>(bytes).during("allocating")?;
     let mut dst = stream.alloc_zeros::<u8>(bytes).during("allocating")?;
     let copy_us = median_us(ctx, stream, reps, |_| stream.memcpy_dtod(&src, &mut dst).during("copying"))?;
-    let bf16_tflop_s = match blas {
-        Some(blas) => {
-            let n = 8192;
-            let a = fill_bf16(kernels, stream, n * n, 1)?;
-            let b = fill_bf16(kernels, stream, n * n, 2)?;
-            let mut c = stream.alloc_zeros::<bf16>(n * n).during("allocating")?;
-            let cfg = gemm_config(n, n, n);
-            let us = median_us(ctx, stream, reps, |_| {
-                // SAFETY: a, b, c hold n·n elements each, as the config's shapes need.
-                unsafe { blas.gemm(cfg, &b, &a, &mut c) }.map_err(cublas_error)
-            })?;
-            Some(2.0 * (n as f64).powi(3) / us / 1e6)
-        }
-        None => None,
-    };
+    let bf16_tflop_s = baseline.map(|b| b.bf16_tflop_s(ctx, stream, kernels, reps)).transpose()?;
     Ok(Ceilings { copy_gb_s: 2.0 * bytes as f64 / copy_us / 1e3, bf16_tflop_s })
-}
-
-fn cublas_error(e: cudarc::cublas::result::CublasError) -> Error {
-    Error::Baseline(format!("{e:?}"))
-}
-
-/// Row-major `C[m×n] = A[m×k] · W[n×k]ᵀ` as a column-major cuBLAS call `Cᵀ = W · Aᵀ`
-/// (`gemm(cfg, W, A, C)`).
-fn gemm_config(m: usize, n: usize, k: usize) -> GemmConfig<bf16> {
-    GemmConfig {
-        transa: cublasOperation_t::CUBLAS_OP_T,
-        transb: cublasOperation_t::CUBLAS_OP_N,
-        m: n as i32,
-        n: m as i32,
-        k: k as i32,
-        alpha: bf16::ONE,
-        lda: k as i32,
-        ldb: k as i32,
-        beta: bf16::ZERO,
-        ldc: n as i32,
-    }
-}
-
-/// cuBLAS's workspace: its recommendation for Hopper.
-const CUBLAS_WORKSPACE_BYTES: usize = 32 << 20;
-
-/// Whether libcublas can be loaded.
-pub fn cublas_present() -> bool {
-    // SAFETY: only tries to open the library.
-    unsafe { cudarc::cublas::sys::is_culib_present() }
 }
 
 /// Runs every case of `options` on device 0.
@@ -276,21 +231,8 @@ pub fn run(options: &BenchOptions, mut progress: impl FnMut(&BenchRow)) -> Resul
     let kernels = MoeKernels::load(&ctx, probe.arch())?;
     // Budgets at which the tune cache does not apply (said once each).
     let mut untuned_budgets = std::collections::HashSet::new();
-    // cuBLAS may not allocate while a graph is captured: give it its own workspace.
-    let workspace = stream.alloc_zeros::<u8>(CUBLAS_WORKSPACE_BYTES).during("allocating the cuBLAS workspace")?;
-    let blas = if options.cublas {
-        let blas = CudaBlas::new(stream.clone()).map_err(cublas_error)?;
-        let (ptr, _sync) = workspace.device_ptr(&stream);
-        // SAFETY: `workspace` is a live allocation of CUBLAS_WORKSPACE_BYTES on this context
-        // that outlives every use of `blas` in this function.
-        unsafe { cudarc::cublas::sys::cublasSetWorkspace_v2(*blas.handle(), ptr as *mut _, CUBLAS_WORKSPACE_BYTES) }
-            .result()
-            .map_err(cublas_error)?;
-        Some(blas)
-    } else {
-        None
-    };
-    let ceilings = ceilings(&ctx, &stream, &kernels, blas.as_ref(), options.reps)?;
+    let baseline = if options.cublas { Some(Baseline::new(&stream)?) } else { None };
+    let ceilings = ceilings(&ctx, &stream, &kernels, baseline.as_ref(), options.reps)?;
     let mut rows = Vec::new();
     for preset in &options.presets {
         let c = &preset.config;
@@ -321,14 +263,22 @@ pub fn run(options: &BenchOptions, mut progress: impl FnMut(&BenchRow)) -> Resul
                         let offsets = offsets_from_sizes(&sizes)?;
                         let rows_total = tokens * c.top_k;
                         let offsets_dev = stream.clone_htod(&offsets).during("uploading offsets")?;
-                        let cublas_us = match &blas {
-                            Some(blas) => {
+                        let cublas_us = match &baseline {
+                            Some(baseline) => {
                                 let w = match bf16_weights.take() {
                                     Some(w) => w,
                                     None => fill_bf16(&kernels, &stream, c.experts * n * k, 9)?,
                                 };
-                                let us =
-                                    cublas_time(&ctx, &stream, blas, &w, &a, &mut out, &offsets, (n, k), options.reps)?;
+                                let us = baseline.grouped_us(
+                                    &ctx,
+                                    &stream,
+                                    &w,
+                                    &a,
+                                    &mut out,
+                                    &offsets,
+                                    (n, k),
+                                    options.reps,
+                                )?;
                                 bf16_weights = Some(w);
                                 Some(us)
                             }
@@ -416,44 +366,4 @@ pub fn run(options: &BenchOptions, mut progress: impl FnMut(&BenchRow)) -> Resul
         }
     }
     Ok(BenchReport { device: device.name, ceilings, rows })
-}
-
-/// The cuBLAS baseline: one bf16 GEMM per non-empty expert, captured into a graph and timed
-/// by replays.
-#[allow(clippy::too_many_arguments)]
-fn cublas_time(
-    ctx: &Arc<CudaContext>,
-    stream: &Arc<CudaStream>,
-    blas: &CudaBlas,
-    w: &CudaSlice<bf16>,
-    a: &CudaSlice<bf16>,
-    out: &mut CudaSlice<bf16>,
-    offsets: &[u32],
-    (n, k): (usize, usize),
-    reps: usize,
-) -> Result<f64> {
-    stream.begin_capture(CUstreamCaptureMode::CU_STREAM_CAPTURE_MODE_RELAXED).during("capturing")?;
-    for (e, pair) in offsets.windows(2).enumerate() {
-        let (lo, hi) = (pair[0] as usize, pair[1] as usize);
-        if hi == lo {
-            continue;
-        }
-        let cfg = gemm_config(hi - lo, n, k);
-        let w_e = w.slice(e * n * k..(e + 1) * n * k);
-        let a_e = a.slice(lo * k..hi * k);
-        let mut c_e = out.slice_mut(lo * n..hi * n);
-        // SAFETY: the views hold exactly the elements the config's shapes address.
-        let launched = unsafe { blas.gemm(cfg, &w_e, &a_e, &mut c_e) };
-        if let Err(e) = launched {
-            stream.end_capture(CUgraphInstantiate_flags::CUDA_GRAPH_INSTANTIATE_FLAG_AUTO_FREE_ON_LAUNCH).ok();
-            return Err(cublas_error(e));
-        }
-    }
-    let graph = stream
-        .end_capture(CUgraphInstantiate_flags::CUDA_GRAPH_INSTANTIATE_FLAG_AUTO_FREE_ON_LAUNCH)
-        .during("instantiating the graph")?;
-    match graph {
-        Some(graph) => median_us(ctx, stream, reps, |_| graph.launch().during("replaying the graph")),
-        None => Ok(0.0),
-    }
 }
