@@ -1,5 +1,5 @@
 //! The grouped GEMM of [`Family::SwapAb`], for decode: `C_gᵀ = dequant(W_g) · A_gᵀ`, weights
-//! as the MMA's 16-row operand and a group's 1-8 (or 16) activation rows as its 8 columns.
+//! as the MMA's 16-row operand and a group's 1-8 activation rows as its 8 columns.
 //!
 //! # Shape contract
 //! As for the [`Family::Mma`] kernel (`super::gemm`): `n % 16 == 0`, `k % 32 == 0`,
@@ -133,9 +133,10 @@ pub unsafe fn swap_ab_gemm<
 ///
 /// Chunk `c = tid + j·threads` of A or W is chunk `c % 32` (a lane's) of 512-byte block
 /// `c / 32` in [`swap_ab_chunk_offset`]'s order, so a thread always copies for the same lane
-/// and warp-along-K `wk`, and its slots are `slot0 + j·WARPS_N`: for W (slot = 8-row half)
-/// the source advances by a fixed stride per `j`; for A (slot = 4·(row / 8) + q) it is worked
-/// out per copy. Scale chunks (16 columns of one K-block) go to the threads in order.
+/// and warp-along-K `wk`, and its slots are `slot0 + j·WARPS_N`. For W (slot = 8-row half) the
+/// source is the chunk's place in the device strip order (`crate::packing`), for A (slot =
+/// 4·(row / 8) + q) its row and K offset; both are worked out per copy. Scale chunks (16
+/// columns of one K-block) go to the threads in order.
 struct SwapAbCopies<const FMT: u32, const WARPS_N: usize, const WARPS_K: usize> {
     /// This thread's index in the block.
     tid: usize,
