@@ -38,6 +38,8 @@ const UNROLL: &str = "-Cllvm-args=-unroll-threshold=10000";
 
 /// The module holding the MoE-layer kernels (`host/embedded.rs` loads it by this name).
 const MOE_MODULE: &str = "moe";
+/// The module holding the weight-packing kernel (`host/embedded.rs` loads it by this name).
+const WEIGHTS_MODULE: &str = "weights";
 
 /// The fingerprint file beside the shipped PTX.
 const SOURCES_FINGERPRINT: &str = "SOURCES";
@@ -297,7 +299,7 @@ fn find_ptx(deps: &Path) -> PathBuf {
 
 /// Splits one PTX file into modules: `{format}_{tactic}` for the grouped-GEMM entries
 /// (`stagefit_gemm_{format}_{tactic}_s{stages}`), [`MOE_MODULE`] for the MoE-layer entries
-/// (`stagefit_moe_*`). Each module keeps the file's header and every non-entry item.
+/// (`stagefit_moe_*`), [`WEIGHTS_MODULE`] for the weight packing (`stagefit_weights_*`). Each module keeps the file's header and every non-entry item.
 fn split_modules(ptx: &str) -> BTreeMap<String, String> {
     let tactics: Vec<&str> = TACTICS.iter().map(|t| t.name).collect();
     let formats: Vec<&str> = Fp4Format::ALL.iter().map(|f| f.name()).collect();
@@ -325,6 +327,8 @@ fn split_modules(ptx: &str) -> BTreeMap<String, String> {
     for (name, body) in entries {
         let module = if name.starts_with("stagefit_moe_") {
             MOE_MODULE.to_string()
+        } else if name.starts_with("stagefit_weights_") {
+            WEIGHTS_MODULE.to_string()
         } else {
             let parts: Vec<&str> = name.split('_').collect();
             assert!(
@@ -337,8 +341,8 @@ fn split_modules(ptx: &str) -> BTreeMap<String, String> {
     }
     assert_eq!(
         modules.len(),
-        formats.len() * TACTICS.len() + 1,
-        "every (format, tactic) and the MoE kernels need a module"
+        formats.len() * TACTICS.len() + 2,
+        "every (format, tactic), the MoE kernels and the weight packing need a module"
     );
     modules
 }

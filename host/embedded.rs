@@ -1,5 +1,6 @@
 //! The PTX that `build.rs` compiled and embedded: one deflated module per architecture and
-//! (format, tactic), plus one for the MoE-layer kernels, decompressed on demand.
+//! (format, tactic), plus one for the MoE-layer kernels and one for the weight packing,
+//! decompressed on demand.
 
 use crate::{Arch, Fp4Format, Tactic};
 
@@ -20,6 +21,11 @@ pub fn module_ptx(arch: Arch, format: Fp4Format, tactic: &Tactic) -> Option<Stri
 /// The PTX text of the MoE-layer kernels for `arch`.
 pub fn moe_module_ptx(arch: Arch) -> Option<String> {
     embedded_ptx(arch, "moe")
+}
+
+/// The PTX text of the weight-packing kernel for `arch`.
+pub fn weights_module_ptx(arch: Arch) -> Option<String> {
+    embedded_ptx(arch, "weights")
 }
 
 fn embedded_ptx(arch: Arch, module: &str) -> Option<String> {

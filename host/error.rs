@@ -61,6 +61,16 @@ pub enum Error {
     /// Group offsets that are not a non-decreasing sequence from 0 to the row count.
     #[error("group offsets are invalid: {0}")]
     Offsets(String),
+    /// A caller's routing names an expert the layer does not have.
+    #[error("topk_ids[{index}] = {expert} but the layer has {experts} experts")]
+    ExpertId {
+        /// Flat index into `[tokens, top_k]`.
+        index: usize,
+        /// The id given.
+        expert: u32,
+        /// Experts of the layer.
+        experts: usize,
+    },
     /// Input to quantization that is not finite.
     #[error("cannot quantize to {format:?}: element {index} is {value}")]
     NonFinite {

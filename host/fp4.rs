@@ -182,6 +182,20 @@ pub fn check_scales(format: Fp4Format, scales: &[u8], expert_scales: &[f32]) -> 
 /// (2 being e2m1's largest exponent). NVFP4 gives each expert the f32 scale
 /// `amax / (6 · 448)` so that block scales `amax_block / 6` fit e4m3, then encodes each block
 /// scale to e4m3 and the elements against the decoded scale.
+///
+/// ```
+/// use stagefit::{fp4::quantize, Fp4Format};
+///
+/// // Two experts of 16 rows × 64 columns.
+/// let w: Vec<f32> = (0..2 * 16 * 64).map(|i| (i % 13) as f32 - 6.0).collect();
+/// let q = quantize(Fp4Format::Mxfp4, 2, 16, 64, &w)?;
+/// assert_eq!((q.codes.len(), q.scales.len()), (2 * 16 * 64 / 2, 2 * 16 * 64 / 32));
+/// // e2m1 holds ±{0, 0.5, 1, 1.5, 2, 3, 4, 6} times the block's scale (here 1): -6 and -4 are
+/// // exact, -5 is not.
+/// assert_eq!((q.value(0, 0, 0), q.value(0, 0, 2)), (-6.0, -4.0));
+/// assert!((q.value(0, 0, 1) + 5.0).abs() == 1.0);
+/// # Ok::<(), stagefit::Error>(())
+/// ```
 pub fn quantize(format: Fp4Format, groups: usize, n: usize, k: usize, weights: &[f32]) -> Result<QuantizedWeights> {
     let block = format.scale_block();
     if k == 0 || !k.is_multiple_of(stagefit_kernels::format::K_CHUNK) {

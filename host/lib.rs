@@ -18,6 +18,53 @@
 //! - [`fp4`]: FP4 codecs and quantization; [`reference`](mod@reference): the CPU reference;
 //! - [`moe`]: MoE layers (router, permutation, activation, combine) around the grouped GEMM;
 //! - [`tools`]: `stagefit bench`, `tune`, `selftest` and `overhead`, built on all of the above.
+//!
+//! # A grouped GEMM
+//! Three experts' weights quantized to MXFP4 on the host, eight activation rows routed to them
+//! (3, 0 and 5 rows), run on device 0 and compared with the CPU reference (`examples/` has more:
+//! views into larger buffers, weights packed on the device, an MoE layer, candle):
+//! ```no_run
+//! # fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! use half::bf16;
+//! use stagefit::{DeviceWeights, Fp4Format, GroupedGemm, GroupedGemmArgs, TacticChoice};
+//!
+//! let (n, k) = (256, 512);
+//! let offsets = stagefit::gemm::offsets_from_sizes(&[3, 0, 5])?;
+//! let weights = stagefit::fp4::quantize(Fp4Format::Mxfp4, 3, n, k, &vec![0.01; 3 * n * k])?;
+//! let a = vec![bf16::ONE; 8 * k];
+//!
+//! let ctx = stagefit::device::context(0)?;
+//! let stream = ctx.default_stream();
+//! let gemm = GroupedGemm::new(&ctx, None)?; // or Some(101376): a budget below the device's
+//! let w = DeviceWeights::upload(&stream, &weights)?;
+//! let (a_dev, offsets_dev) = (stream.clone_htod(&a)?, stream.clone_htod(&offsets)?);
+//! let mut c = stream.alloc_zeros::<bf16>(8 * n)?;
+//! let args = GroupedGemmArgs {
+//!     rows: 8,
+//!     a: a_dev.as_view(),
+//!     offsets: offsets_dev.as_view(),
+//!     weights: w.view(),
+//!     c: c.as_view_mut(),
+//! };
+//! let variant = gemm.run(&stream, args, TacticChoice::Auto)?;
+//! println!("{} at STAGES={}: {} bytes of shared memory", variant.tactic.name, variant.stages, variant.smem_bytes());
+//! let c = stream.clone_dtoh(&c)?;
+//! # Ok(())
+//! # }
+//! ```
+//!
+//! # What fits a device
+//! Planning needs no GPU: at the 101376 bytes an RTX 50 or a DGX Spark gives a block, every
+//! tactic still runs, at fewer STAGES where it must.
+//! ```
+//! use stagefit::plan::StagePolicy;
+//!
+//! let plans = StagePolicy::RunTime.plan_all(101_376);
+//! assert!(plans.iter().all(|p| p.runnable()));
+//! for p in &plans {
+//!     assert!(p.smem_bytes().unwrap() <= 101_376, "{}", p.tactic.name);
+//! }
+//! ```
 
 #![deny(unsafe_op_in_unsafe_fn)]
 
@@ -39,9 +86,9 @@ pub mod tuned;
 /// The CUDA driver bindings stagefit's API speaks (contexts, streams, device buffers), so that
 /// callers use the same version.
 pub use cudarc;
-pub use embedded::{kernel_name, module_ptx, moe_module_ptx};
+pub use embedded::{kernel_name, module_ptx, moe_module_ptx, weights_module_ptx};
 pub use error::{Error, Result};
-pub use gemm::{DeviceWeights, GroupedGemm, GroupedGemmArgs, TacticChoice, Variant};
+pub use gemm::{DeviceWeights, GroupedGemm, GroupedGemmArgs, TacticChoice, Variant, WeightsShape, WeightsView};
 pub use plan::find_tactic;
 pub use stagefit_kernels::arch::Arch;
 pub use stagefit_kernels::format::Fp4Format;

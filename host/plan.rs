@@ -72,6 +72,7 @@ pub fn plan_all(limit_bytes: usize) -> Vec<TacticPlan> {
 
 /// How STAGES are chosen for a tactic.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum StagePolicy {
     /// The deepest compiled STAGES that fits the limit in force (stagefit's policy).
     #[default]

@@ -41,8 +41,17 @@ fn run_once(
     let a = stream.clone_htod(&p.a).unwrap();
     let offsets = stream.clone_htod(&p.offsets).unwrap();
     let mut c = stream.clone_htod(&vec![POISON; p.rows() * p.n]).unwrap();
-    let variant =
-        gemm.run(stream, GroupedGemmArgs { rows: p.rows(), a: &a, offsets: &offsets, weights: w, c: &mut c }, choice)?;
+    let variant = gemm.run(
+        stream,
+        GroupedGemmArgs {
+            rows: p.rows(),
+            a: a.as_view(),
+            offsets: offsets.as_view(),
+            weights: w.view(),
+            c: c.as_view_mut(),
+        },
+        choice,
+    )?;
     stream.synchronize().expect("the kernel failed");
     Ok((variant, stream.clone_dtoh(&c).unwrap()))
 }

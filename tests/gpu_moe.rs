@@ -97,6 +97,28 @@ fn check_weights(
         assert_eq!(routing.offsets[e + 1] - routing.offsets[e], count, "{name}: expert {e} offsets");
     }
     let empty = (0..config.experts).filter(|&e| routing.offsets[e + 1] == routing.offsets[e]).count();
+    // The caller-routed path with the same routing: the same bits.
+    let (ids_dev, weights_dev) =
+        (stream.clone_htod(&routing.ids).unwrap(), stream.clone_htod(&routing.weights).unwrap());
+    let mut routed = stream.clone_htod(&vec![bf16::from_bits(0x7FC0); tokens * config.hidden]).unwrap();
+    engine
+        .forward_routed(
+            &stream,
+            &layer,
+            &x_dev,
+            &ids_dev,
+            &weights_dev,
+            tokens,
+            &mut routed,
+            &mut ws,
+            TacticChoice::Auto,
+        )
+        .unwrap();
+    let routed = stream.clone_dtoh(&routed).unwrap();
+    assert!(
+        routed.iter().zip(&out).all(|(a, b)| a.to_bits() == b.to_bits()),
+        "{name}: forward_routed differs from forward"
+    );
     // The layer, with the GPU's routing.
     let expected = reference::forward(config, weights, &x, &routing.ids, &routing.weights);
     let cmp = compare(&out, &expected);
@@ -171,7 +193,8 @@ fn bad_device_inputs_get_typed_errors() {
     let a = stream.clone_htod(&p.a).unwrap();
     let offsets = stream.clone_htod(&p.offsets).unwrap();
     let mut c = stream.alloc_zeros::<bf16>(3 * 32).unwrap();
-    let args = GroupedGemmArgs { rows: 3, a: &a, offsets: &offsets, weights: &w, c: &mut c };
+    let args =
+        GroupedGemmArgs { rows: 3, a: a.as_view(), offsets: offsets.as_view(), weights: w.view(), c: c.as_view_mut() };
     match gemm.run(&stream, args, TacticChoice::Variant { tactic: "m128n128k128w2x4", stages: 8 }) {
         Err(Error::UnknownVariant(message)) => assert!(message.contains("STAGES=8"), "{message}"),
         other => panic!("expected an unknown-variant error, got {other:?}"),

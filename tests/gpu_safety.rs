@@ -73,7 +73,13 @@ fn bad_offsets_with_checks_off_stay_inside_the_rows() {
             let offsets_dev = stream.clone_htod(&offsets).unwrap();
             for tactic in ["m16n64k128w1x4", "m128n256k64w2x4"] {
                 stream.memcpy_htod(&vec![bf16::from_bits(POISON); rows * n], &mut c).unwrap();
-                let args = GroupedGemmArgs { rows, a: &a, offsets: &offsets_dev, weights: &weights, c: &mut c };
+                let args = GroupedGemmArgs {
+                    rows,
+                    a: a.as_view(),
+                    offsets: offsets_dev.as_view(),
+                    weights: weights.view(),
+                    c: c.as_view_mut(),
+                };
                 gemm.run(&stream, args, TacticChoice::Tactic(tactic)).unwrap();
                 stream.synchronize().unwrap_or_else(|e| panic!("{format:?} {offsets:?} {tactic}: {e}"));
                 let out = stream.clone_dtoh(&c).unwrap();
@@ -104,7 +110,13 @@ fn bad_offsets_with_checks_off_stay_inside_the_rows() {
         }
         // The context is still usable: good offsets give the reference.
         let offsets_dev = stream.clone_htod(&p.offsets).unwrap();
-        let args = GroupedGemmArgs { rows, a: &a, offsets: &offsets_dev, weights: &weights, c: &mut c };
+        let args = GroupedGemmArgs {
+            rows,
+            a: a.as_view(),
+            offsets: offsets_dev.as_view(),
+            weights: weights.view(),
+            c: c.as_view_mut(),
+        };
         gemm.run(&stream, args, TacticChoice::Auto).unwrap();
         let cmp = compare(&stream.clone_dtoh(&c).unwrap(), &p.reference);
         assert!(cmp.acceptable(), "{format:?} after bad offsets: {cmp:?}");

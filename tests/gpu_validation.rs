@@ -7,7 +7,7 @@
 mod common;
 
 use common::{gpu, random_problem};
-use cudarc::driver::CudaContext;
+use cudarc::driver::{CudaContext, CudaSlice};
 use half::bf16;
 use stagefit::device::context;
 use stagefit::moe::{presets, MoeConfig, MoeEngine, MoeWorkspace};
@@ -22,9 +22,15 @@ fn device_offsets_and_scales_are_checked_on_request() {
     let weights = DeviceWeights::upload(&stream, &p.weights).unwrap();
     let a = stream.clone_htod(&p.a).unwrap();
     let mut c = stream.alloc_zeros::<bf16>(5 * 32).unwrap();
-    let run = |offsets: &[u32], weights: &DeviceWeights, c: &mut _| {
+    let run = |offsets: &[u32], weights: &DeviceWeights, c: &mut CudaSlice<bf16>| {
         let offsets = stream.clone_htod(offsets).unwrap();
-        let args = GroupedGemmArgs { rows: 5, a: &a, offsets: &offsets, weights, c };
+        let args = GroupedGemmArgs {
+            rows: 5,
+            a: a.as_view(),
+            offsets: offsets.as_view(),
+            weights: weights.view(),
+            c: c.as_view_mut(),
+        };
         gemm.run(&stream, args, TacticChoice::Auto)
     };
     // Good data runs.
@@ -109,13 +115,25 @@ fn buffers_of_another_device_are_refused() {
     let offsets = stream0.clone_htod(&p.offsets).unwrap();
     let mut c = stream0.alloc_zeros::<bf16>(2 * 32).unwrap();
     let a_elsewhere = stream1.clone_htod(&p.a).unwrap();
-    let args = GroupedGemmArgs { rows: 2, a: &a_elsewhere, offsets: &offsets, weights: &weights, c: &mut c };
+    let args = GroupedGemmArgs {
+        rows: 2,
+        a: a_elsewhere.as_view(),
+        offsets: offsets.as_view(),
+        weights: weights.view(),
+        c: c.as_view_mut(),
+    };
     match gemm.run(&stream0, args, TacticChoice::Auto) {
         Err(Error::Context { buffer: "a", expected: 0, actual: 1 }) => {}
         other => panic!("expected a context error for `a`, got {other:?}"),
     }
     let a = stream0.clone_htod(&p.a).unwrap();
-    let args = GroupedGemmArgs { rows: 2, a: &a, offsets: &offsets, weights: &weights, c: &mut c };
+    let args = GroupedGemmArgs {
+        rows: 2,
+        a: a.as_view(),
+        offsets: offsets.as_view(),
+        weights: weights.view(),
+        c: c.as_view_mut(),
+    };
     match gemm.run(&stream1, args, TacticChoice::Auto) {
         Err(Error::Context { buffer: "stream", expected: 0, actual: 1 }) => {}
         other => panic!("expected a context error for the stream, got {other:?}"),

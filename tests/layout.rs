@@ -86,6 +86,7 @@ fn regions_are_aligned_and_disjoint() {
             let reduce_bytes = match tile.family {
                 Family::Mma => 0,
                 Family::SwapAb => tile.warps_k * bm * reduce_row_floats(bn) * 4,
+                other => panic!("{other:?} needs its reduction buffer's expected size here"),
             };
             assert!(l.tile_table + 257 * 4 <= l.reduce);
             assert!(l.reduce + reduce_bytes <= l.a);

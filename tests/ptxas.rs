@@ -11,7 +11,7 @@ use std::sync::Mutex;
 
 mod common;
 
-use stagefit::{kernel_name, module_ptx, moe_module_ptx, Arch, Fp4Format, TACTICS};
+use stagefit::{kernel_name, module_ptx, moe_module_ptx, weights_module_ptx, Arch, Fp4Format, TACTICS};
 
 /// `ptxas` from `STAGEFIT_PTXAS` (used as given, so a wrong path fails the tests: CI sets it),
 /// `PATH`, or the `nvidia-cuda-nvcc` pip package; `None` (the test then reports its skip)
@@ -98,19 +98,26 @@ fn assemble(ptxas: &PathBuf, arch: Arch, ptx: &str, file: &std::path::Path) -> R
 const MOE_KERNELS: [&str; 8] = ["router", "topk", "count", "scatter", "gather", "activate", "combine", "fill"];
 
 #[test]
-fn moe_kernels_assemble_without_spills() {
-    let Some(ptxas) = find_ptxas("moe_kernels_assemble_without_spills") else { return };
+fn moe_and_weight_kernels_assemble_without_spills() {
+    let Some(ptxas) = find_ptxas("moe_and_weight_kernels_assemble_without_spills") else { return };
     let dir = std::env::temp_dir().join(format!("stagefit-ptxas-moe-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
+    let moe: Vec<String> = MOE_KERNELS.iter().map(|k| format!("stagefit_moe_{k}")).collect();
+    let weights = vec!["stagefit_weights_pack".to_string()];
     for arch in Arch::ALL {
-        let ptx = moe_module_ptx(arch).expect("MoE module embedded");
-        let entries = assemble(&ptxas, arch, &ptx, &dir.join(format!("{}_moe.ptx", arch.name()))).unwrap();
-        for kernel in MOE_KERNELS {
-            let name = format!("stagefit_moe_{kernel}");
-            let e = entries.iter().find(|e| e.name == name).unwrap_or_else(|| panic!("{} lacks {name}", arch.name()));
-            assert_eq!((e.stack_bytes, e.spill_bytes, e.static_smem_bytes), (0, 0, 0), "{} {name}", arch.name());
+        let modules = [
+            ("moe", moe_module_ptx(arch).expect("MoE module embedded"), &moe),
+            ("weights", weights_module_ptx(arch).expect("weights module embedded"), &weights),
+        ];
+        for (module, ptx, kernels) in modules {
+            let entries = assemble(&ptxas, arch, &ptx, &dir.join(format!("{}_{module}.ptx", arch.name()))).unwrap();
+            for name in kernels {
+                let e =
+                    entries.iter().find(|e| &e.name == name).unwrap_or_else(|| panic!("{} lacks {name}", arch.name()));
+                assert_eq!((e.stack_bytes, e.spill_bytes, e.static_smem_bytes), (0, 0, 0), "{} {name}", arch.name());
+            }
+            assert_eq!(entries.len(), kernels.len(), "{} {module}", arch.name());
         }
-        assert_eq!(entries.len(), MOE_KERNELS.len());
     }
     std::fs::remove_dir_all(&dir).ok();
 }

@@ -6,13 +6,14 @@
 //! helper.
 
 mod modules;
+mod packing;
 mod select;
 mod validate;
 mod weights;
 
 use std::sync::Arc;
 
-use cudarc::driver::{CudaContext, CudaSlice, CudaStream, DevicePtr, DevicePtrMut};
+use cudarc::driver::{CudaContext, CudaStream, CudaView, CudaViewMut, DevicePtr, DevicePtrMut, DeviceSlice};
 use half::bf16;
 
 use crate::device::DeviceInfo;
@@ -23,24 +24,27 @@ use crate::plan::{SmemLimit, StagePolicy, TacticPlan};
 use crate::tuned::TuneCache;
 use crate::{Arch, Fp4Format, GroupedGemmParams};
 use modules::{LoadedTactic, Modules};
+use packing::Packer;
 
 pub use select::{Selection, TacticChoice, Variant};
 pub use validate::{check_offsets, check_problem, offsets_from_sizes, MAX_DIM};
-pub use weights::DeviceWeights;
+pub use weights::{DeviceWeights, WeightsShape, WeightsView};
 
 /// Arguments of one grouped GEMM: `C_g = A_g · dequant(W_g)ᵀ`, group `g` owning rows
-/// `offsets[g]..offsets[g+1]` of `a` and `c`.
+/// `offsets[g]..offsets[g+1]` of `a` and `c`. Every buffer is a view, so a call can read and
+/// write parts of larger allocations (`slice.slice(range)`, `slice.as_view()`,
+/// [`DeviceWeights::view`]).
 pub struct GroupedGemmArgs<'a> {
     /// Rows of `a` and `c` (= `offsets[groups]`; the kernel clamps every group to them).
     pub rows: usize,
     /// bf16 `[rows, k]`.
-    pub a: &'a CudaSlice<bf16>,
+    pub a: CudaView<'a, bf16>,
     /// u32 `[groups + 1]`, non-decreasing from 0.
-    pub offsets: &'a CudaSlice<u32>,
+    pub offsets: CudaView<'a, u32>,
     /// The experts' FP4 weights.
-    pub weights: &'a DeviceWeights,
+    pub weights: WeightsView<'a>,
     /// bf16 `[rows, n]`, written.
-    pub c: &'a mut CudaSlice<bf16>,
+    pub c: CudaViewMut<'a, bf16>,
 }
 
 /// A grouped-GEMM handle for one context: the device's limits, an optional caller budget,
@@ -56,6 +60,7 @@ pub struct GroupedGemm {
     tuned: Option<TuneCache>,
     input_checks: bool,
     modules: Modules,
+    packer: Packer,
 }
 
 impl GroupedGemm {
@@ -74,6 +79,7 @@ impl GroupedGemm {
             tuned: None,
             input_checks: cfg!(debug_assertions),
             modules: Modules::new(ctx.clone(), arch, device.smem_optin_per_block),
+            packer: Packer::new(ctx.clone(), arch),
             device,
         })
     }
@@ -114,6 +120,11 @@ impl GroupedGemm {
         }
         self.tuned = Some(cache);
         Ok(self)
+    }
+
+    /// Whether calls read their device data back and check it ([`GroupedGemm::with_input_checks`]).
+    pub fn input_checks(&self) -> bool {
+        self.input_checks
     }
 
     /// The device this handle runs on.
@@ -184,14 +195,14 @@ impl GroupedGemm {
         if self.input_checks {
             validate::check_device_data(stream, &args)?;
         }
-        let (variant, module) = self.select_loaded(args.weights.format(), &problem, choice)?;
+        let (variant, module) = self.select_loaded(args.weights.shape().format, &problem, choice)?;
         self.check_fits(&variant)?;
         let kernel = &module.kernels[&variant.stages];
-        let weights = args.weights;
+        let (weights, dims) = (&args.weights, args.weights.shape());
         let (bm, bn, _) = variant.tile;
         // A bound on the tiles (each group adds at most one partial m-tile); the persistent
         // grid walks the real count from the tile table.
-        let tiles_bound = (args.rows.div_ceil(bm) + weights.groups().min(args.rows)) * weights.n().div_ceil(bn);
+        let tiles_bound = (args.rows.div_ceil(bm) + dims.groups.min(args.rows)) * dims.n.div_ceil(bn);
         let shape = LaunchShape {
             blocks: tiles_bound.min(kernel.blocks_per_sm.max(1) * self.device.sm_count) as u32,
             threads: variant.tactic.tile.threads() as u32,
@@ -202,7 +213,8 @@ impl GroupedGemm {
         let (w, _w_sync) = weights.codes.device_ptr(stream);
         let (w_scales, _s_sync) = weights.scales.device_ptr(stream);
         let (expert_scales, _e_sync) = weights.expert_scales.device_ptr(stream);
-        let (c, _c_sync) = args.c.device_ptr_mut(stream);
+        let mut c_view = args.c;
+        let (c, _c_sync) = c_view.device_ptr_mut(stream);
         let params = GroupedGemmParams {
             a,
             w,
@@ -210,9 +222,9 @@ impl GroupedGemm {
             expert_scales,
             offsets,
             c,
-            n: weights.n() as u32,
-            k: weights.k() as u32,
-            groups: weights.groups() as u32,
+            n: dims.n as u32,
+            k: dims.k as u32,
+            groups: dims.groups as u32,
             rows: args.rows as u32,
         };
         // SAFETY: the entry point takes one `GroupedGemmParams`; every pointer in it is a live
@@ -226,18 +238,32 @@ impl GroupedGemm {
         Ok(variant)
     }
 
+    /// Writes FP4 codes already in device memory, `natural` (`groups · n · k / 2` bytes, each
+    /// expert's `n` rows of `k / 2` bytes, element `2j` in the low nibble of byte `j` of a row: the
+    /// order checkpoints and [`crate::fp4::QuantizedWeights`] hold), into `packed` in the kernels'
+    /// layout, on `stream`: what [`DeviceWeights::upload`] does on the host, so weights that live
+    /// on the device never travel through the host. With the scales (whose layout the kernels
+    /// take as stored) the result makes a [`WeightsView`] or [`DeviceWeights::from_parts`].
+    /// Both buffers must start 16-byte aligned and may not overlap.
+    pub fn pack_codes(
+        &self,
+        stream: &Arc<CudaStream>,
+        shape: (usize, usize, usize),
+        natural: &impl DevicePtr<u8>,
+        packed: &mut impl DevicePtrMut<u8>,
+    ) -> Result<()> {
+        self.packer.pack(stream, shape, natural, packed)
+    }
+
     /// Refuses a stream or buffer of another CUDA context than the handle's.
     fn check_contexts(&self, stream: &Arc<CudaStream>, args: &GroupedGemmArgs<'_>) -> Result<()> {
-        let w = args.weights;
-        for (buffer, ctx) in [
+        let buffers = [
             ("stream", stream.context()),
-            ("a", args.a.context()),
-            ("offsets", args.offsets.context()),
-            ("c", args.c.context()),
-            ("codes", w.codes.context()),
-            ("scales", w.scales.context()),
-            ("expert_scales", w.expert_scales.context()),
-        ] {
+            ("a", args.a.stream().context()),
+            ("offsets", args.offsets.stream().context()),
+            ("c", args.c.stream().context()),
+        ];
+        for (buffer, ctx) in buffers.into_iter().chain(args.weights.contexts()) {
             if **ctx != *self.ctx {
                 return Err(Error::Context { buffer, expected: self.ctx.ordinal(), actual: ctx.ordinal() });
             }

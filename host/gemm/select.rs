@@ -11,6 +11,7 @@ use crate::{Fp4Format, SmemLayout, Tactic, TACTICS};
 
 /// How to pick the kernel variant for a call.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum TacticChoice<'a> {
     /// The tuned choice where the handle has a tune cache entry for the problem, else the
     /// heuristic's preferred tactic and STAGES (capped by what fits).

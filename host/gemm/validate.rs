@@ -39,8 +39,8 @@ pub(super) fn weight_buffer_lengths(format: Fp4Format, groups: usize, n: usize, 
 
 /// Checks a call's shapes and buffer sizes; returns the problem it describes.
 pub(super) fn validate(args: &GroupedGemmArgs<'_>) -> Result<ProblemShape> {
-    let w = args.weights;
-    let problem = ProblemShape { rows: args.rows, groups: w.groups(), n: w.n(), k: w.k() };
+    let w = args.weights.shape();
+    let problem = ProblemShape { rows: args.rows, groups: w.groups, n: w.n, k: w.k };
     check_problem(&problem, args.offsets.len(), args.a.len(), args.c.len())?;
     Ok(problem)
 }
@@ -112,6 +112,6 @@ pub(super) fn check_device_data(
 ) -> Result<()> {
     use crate::error::DriverContext;
     args.weights.check_scales(stream)?;
-    let offsets = stream.clone_dtoh(args.offsets).during("reading the group offsets back")?;
-    check_offsets(&offsets, args.weights.groups(), args.rows)
+    let offsets = stream.clone_dtoh(&args.offsets).during("reading the group offsets back")?;
+    check_offsets(&offsets, args.weights.shape().groups, args.rows)
 }

@@ -1,8 +1,9 @@
-//! FP4 expert weights in device memory, in the kernels' layout.
+//! FP4 expert weights in device memory, in the kernels' layout: owned ([`DeviceWeights`]) or
+//! borrowed from buffers the caller owns ([`WeightsView`]).
 
 use std::sync::{Arc, OnceLock};
 
-use cudarc::driver::{CudaSlice, CudaStream};
+use cudarc::driver::{CudaSlice, CudaStream, CudaView, DeviceSlice};
 
 use super::validate::{check_dims, weight_buffer_lengths};
 use crate::error::{DriverContext, Error, Result};
@@ -10,14 +11,24 @@ use crate::fp4::QuantizedWeights;
 use crate::Fp4Format;
 use stagefit_kernels::packing::{order_chunks, pack_codes, unpack_codes};
 
+/// What a set of expert weights holds: its format and `groups` experts of `[n × k]`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct WeightsShape {
+    /// The format.
+    pub format: Fp4Format,
+    /// Experts.
+    pub groups: usize,
+    /// Rows per expert (output columns of the GEMM).
+    pub n: usize,
+    /// Reduction length.
+    pub k: usize,
+}
+
 /// FP4 expert weights in device memory, in the kernels' layout: codes packed by
 /// [`pack_codes`] and their 16-byte chunks in strip order ([`order_chunks`]), scales as in
 /// [`QuantizedWeights`].
 pub struct DeviceWeights {
-    format: Fp4Format,
-    groups: usize,
-    n: usize,
-    k: usize,
+    shape: WeightsShape,
     pub(super) codes: CudaSlice<u8>,
     pub(super) scales: CudaSlice<u8>,
     pub(super) expert_scales: CudaSlice<f32>,
@@ -57,18 +68,21 @@ impl DeviceWeights {
         scales: CudaSlice<u8>,
         expert_scales: CudaSlice<f32>,
     ) -> Result<DeviceWeights> {
-        check_dims(groups, n, k)?;
-        let (codes_needed, scales_needed) = weight_buffer_lengths(format, groups, n, k)?;
-        for (buffer, needed, actual) in [
-            ("codes", codes_needed, codes.len()),
-            ("scales", scales_needed, scales.len()),
-            ("expert_scales", groups, expert_scales.len()),
-        ] {
-            if actual != needed {
-                return Err(Error::BufferTooSmall { buffer, needed, actual });
-            }
+        check_lengths(format, (groups, n, k), [codes.len(), scales.len(), expert_scales.len()])?;
+        let shape = WeightsShape { format, groups, n, k };
+        Ok(DeviceWeights { shape, codes, scales, expert_scales, scales_checked: OnceLock::new() })
+    }
+
+    /// The weights as a [`WeightsView`], the form a [`super::GroupedGemmArgs`] takes (it shares
+    /// these weights' record of a passed scale check).
+    pub fn view(&self) -> WeightsView<'_> {
+        WeightsView {
+            shape: self.shape,
+            codes: self.codes.as_view(),
+            scales: self.scales.as_view(),
+            expert_scales: self.expert_scales.as_view(),
+            scales_checked: Some(&self.scales_checked),
         }
-        Ok(DeviceWeights { format, groups, n, k, codes, scales, expert_scales, scales_checked: OnceLock::new() })
     }
 
     /// Copies the weights back to the host, codes unpacked to the natural order.
@@ -76,12 +90,13 @@ impl DeviceWeights {
         let mut device = stream.clone_dtoh(&self.codes).during("downloading weight codes")?;
         unpack_codes(&mut device);
         let mut codes = vec![0u8; device.len()];
-        order_chunks(&device, &mut codes, self.n, self.k, false);
+        let WeightsShape { format, groups, n, k } = self.shape;
+        order_chunks(&device, &mut codes, n, k, false);
         Ok(QuantizedWeights {
-            format: self.format,
-            groups: self.groups,
-            n: self.n,
-            k: self.k,
+            format,
+            groups,
+            n,
+            k,
             codes,
             scales: stream.clone_dtoh(&self.scales).during("downloading weight scales")?,
             expert_scales: stream.clone_dtoh(&self.expert_scales).during("downloading expert scales")?,
@@ -91,30 +106,89 @@ impl DeviceWeights {
     /// Reads the block and expert scales back (once; later calls return at once) and checks
     /// that the kernels can use them (see [`crate::fp4::check_scales`]).
     pub fn check_scales(&self, stream: &Arc<CudaStream>) -> Result<()> {
-        if self.scales_checked.get().is_some() {
+        self.view().check_scales(stream)
+    }
+
+    /// The weights' format and shape.
+    pub fn shape(&self) -> WeightsShape {
+        self.shape
+    }
+}
+
+/// FP4 expert weights in buffers the caller owns (an engine's or framework's allocations, or
+/// parts of larger ones), in the kernels' layout as for [`DeviceWeights`]: nothing is copied.
+/// A view made by [`WeightsView::new`] has its scales read back and checked on every call of a
+/// [`super::GroupedGemm`] with input checks on; one made by [`DeviceWeights::view`] only once.
+#[derive(Debug)]
+pub struct WeightsView<'a> {
+    shape: WeightsShape,
+    pub(super) codes: CudaView<'a, u8>,
+    pub(super) scales: CudaView<'a, u8>,
+    pub(super) expert_scales: CudaView<'a, f32>,
+    /// The owning [`DeviceWeights`]' record of a passed scale check, if any.
+    scales_checked: Option<&'a OnceLock<()>>,
+}
+
+impl<'a> WeightsView<'a> {
+    /// Borrows weights already in the kernels' layout (codes packed by [`pack_codes`] with their
+    /// chunks in strip order by [`order_chunks`], or by [`super::GroupedGemm::pack_codes`] on
+    /// the device); the buffer lengths are checked here.
+    pub fn new(
+        format: Fp4Format,
+        (groups, n, k): (usize, usize, usize),
+        codes: CudaView<'a, u8>,
+        scales: CudaView<'a, u8>,
+        expert_scales: CudaView<'a, f32>,
+    ) -> Result<WeightsView<'a>> {
+        check_lengths(format, (groups, n, k), [codes.len(), scales.len(), expert_scales.len()])?;
+        let shape = WeightsShape { format, groups, n, k };
+        Ok(WeightsView { shape, codes, scales, expert_scales, scales_checked: None })
+    }
+
+    /// Reads the block and expert scales back and checks that the kernels can use them (see
+    /// [`crate::fp4::check_scales`]); a view of [`DeviceWeights`] does so once.
+    pub fn check_scales(&self, stream: &Arc<CudaStream>) -> Result<()> {
+        if self.scales_checked.is_some_and(|checked| checked.get().is_some()) {
             return Ok(());
         }
         let scales = stream.clone_dtoh(&self.scales).during("downloading weight scales")?;
         let expert_scales = stream.clone_dtoh(&self.expert_scales).during("downloading expert scales")?;
-        crate::fp4::check_scales(self.format, &scales, &expert_scales)?;
-        self.scales_checked.get_or_init(|| ());
+        crate::fp4::check_scales(self.shape.format, &scales, &expert_scales)?;
+        if let Some(checked) = self.scales_checked {
+            checked.get_or_init(|| ());
+        }
         Ok(())
     }
 
-    /// The weights' format.
-    pub fn format(&self) -> Fp4Format {
-        self.format
+    /// The weights' format and shape.
+    pub fn shape(&self) -> WeightsShape {
+        self.shape
     }
-    /// Experts.
-    pub fn groups(&self) -> usize {
-        self.groups
+    /// The CUDA context of each buffer, named, for the launch's context check.
+    pub(super) fn contexts(&self) -> [(&'static str, &Arc<cudarc::driver::CudaContext>); 3] {
+        [
+            ("codes", self.codes.stream().context()),
+            ("scales", self.scales.stream().context()),
+            ("expert_scales", self.expert_scales.stream().context()),
+        ]
     }
-    /// Rows per expert (output columns of the GEMM).
-    pub fn n(&self) -> usize {
-        self.n
+}
+
+/// Refuses weights of `format` and shape `(groups, n, k)` the kernels do not take, or whose
+/// codes, scales and expert scales do not hold exactly what that shape needs.
+fn check_lengths(
+    format: Fp4Format,
+    (groups, n, k): (usize, usize, usize),
+    [codes, scales, expert_scales]: [usize; 3],
+) -> Result<()> {
+    check_dims(groups, n, k)?;
+    let (codes_needed, scales_needed) = weight_buffer_lengths(format, groups, n, k)?;
+    for (buffer, needed, actual) in
+        [("codes", codes_needed, codes), ("scales", scales_needed, scales), ("expert_scales", groups, expert_scales)]
+    {
+        if actual != needed {
+            return Err(Error::BufferTooSmall { buffer, needed, actual });
+        }
     }
-    /// Reduction length.
-    pub fn k(&self) -> usize {
-        self.k
-    }
+    Ok(())
 }

@@ -7,6 +7,7 @@ use crate::Fp4Format;
 
 /// How gate and up rows are arranged in the gate/up projection.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum GateUpLayout {
     /// Gate rows `0..I`, then up rows `I..2I` (Mixtral, Qwen).
     Concatenated,
@@ -16,6 +17,7 @@ pub enum GateUpLayout {
 
 /// The activation between the projections.
 #[derive(Clone, Copy, Debug, PartialEq)]
+#[non_exhaustive]
 pub enum Activation {
     /// `silu(gate) · up`.
     SwiGlu,

@@ -8,7 +8,7 @@
 
 use std::sync::Arc;
 
-use cudarc::driver::{CudaContext, CudaFunction, CudaSlice, CudaStream, DevicePtr, DevicePtrMut};
+use cudarc::driver::{CudaContext, CudaFunction, CudaSlice, CudaStream, DevicePtr, DevicePtrMut, DeviceSlice};
 use cudarc::nvrtc::Ptx;
 use half::bf16;
 use stagefit_kernels::params::{FillParams, MoeParams, MOE_BLOCK, MOE_SCRATCH_BYTES};
@@ -106,8 +106,8 @@ impl MoeShape {
 
 /// Refuses a buffer of another CUDA context than `stream`'s, or shorter than `needed` elements
 /// (`needed` saturates, so an overflowing size is refused too).
-fn holds<T>(stream: &CudaStream, buffer: &'static str, needed: usize, slice: &CudaSlice<T>) -> Result<()> {
-    let (ctx, own) = (slice.context(), stream.context());
+fn holds<T>(stream: &CudaStream, buffer: &'static str, needed: usize, slice: &impl DeviceSlice<T>) -> Result<()> {
+    let (ctx, own) = (slice.stream().context(), stream.context());
     if **ctx != **own {
         return Err(Error::Context { buffer, expected: own.ordinal(), actual: ctx.ordinal() });
     }
@@ -173,10 +173,10 @@ impl MoeKernels {
         &self,
         stream: &Arc<CudaStream>,
         s: &MoeShape,
-        x: &CudaSlice<bf16>,
-        router: &CudaSlice<bf16>,
-        router_bias: &CudaSlice<f32>,
-        logits: &mut CudaSlice<f32>,
+        x: &impl DevicePtr<bf16>,
+        router: &impl DevicePtr<bf16>,
+        router_bias: &impl DevicePtr<f32>,
+        logits: &mut impl DevicePtrMut<f32>,
     ) -> Result<()> {
         let (t, e, _, h, _) = s.dims();
         holds(stream, "x", times(t, h), x)?;
@@ -197,9 +197,9 @@ impl MoeKernels {
         &self,
         stream: &Arc<CudaStream>,
         s: &MoeShape,
-        logits: &CudaSlice<f32>,
-        topk_ids: &mut CudaSlice<u32>,
-        topk_w: &mut CudaSlice<f32>,
+        logits: &impl DevicePtr<f32>,
+        topk_ids: &mut impl DevicePtrMut<u32>,
+        topk_w: &mut impl DevicePtrMut<f32>,
     ) -> Result<()> {
         let (t, e, k, _, _) = s.dims();
         holds(stream, "logits", times(t, e), logits)?;
@@ -220,11 +220,11 @@ impl MoeKernels {
         &self,
         stream: &Arc<CudaStream>,
         s: &MoeShape,
-        topk_ids: &CudaSlice<u32>,
-        counts: &mut CudaSlice<u32>,
-        offsets: &mut CudaSlice<u32>,
-        perm_src: &mut CudaSlice<u32>,
-        perm_dst: &mut CudaSlice<u32>,
+        topk_ids: &impl DevicePtr<u32>,
+        counts: &mut impl DevicePtrMut<u32>,
+        offsets: &mut impl DevicePtrMut<u32>,
+        perm_src: &mut impl DevicePtrMut<u32>,
+        perm_dst: &mut impl DevicePtrMut<u32>,
     ) -> Result<()> {
         let (t, e, k, _, _) = s.dims();
         let rows = times(t, k);
@@ -252,9 +252,9 @@ impl MoeKernels {
         &self,
         stream: &Arc<CudaStream>,
         s: &MoeShape,
-        x: &CudaSlice<bf16>,
-        perm_src: &CudaSlice<u32>,
-        a_perm: &mut CudaSlice<bf16>,
+        x: &impl DevicePtr<bf16>,
+        perm_src: &impl DevicePtr<u32>,
+        a_perm: &mut impl DevicePtrMut<bf16>,
     ) -> Result<()> {
         let (t, _, k, h, _) = s.dims();
         holds(stream, "x", times(t, h), x)?;
@@ -274,11 +274,11 @@ impl MoeKernels {
         &self,
         stream: &Arc<CudaStream>,
         s: &MoeShape,
-        h1: &CudaSlice<bf16>,
-        perm_src: &CudaSlice<u32>,
-        topk_ids: &CudaSlice<u32>,
-        gate_up_bias: &CudaSlice<f32>,
-        a2: &mut CudaSlice<bf16>,
+        h1: &impl DevicePtr<bf16>,
+        perm_src: &impl DevicePtr<u32>,
+        topk_ids: &impl DevicePtr<u32>,
+        gate_up_bias: &impl DevicePtr<f32>,
+        a2: &mut impl DevicePtrMut<bf16>,
     ) -> Result<()> {
         let (t, e, k, _, i) = s.dims();
         let rows = times(t, k);
@@ -303,12 +303,12 @@ impl MoeKernels {
         &self,
         stream: &Arc<CudaStream>,
         s: &MoeShape,
-        h2: &CudaSlice<bf16>,
-        perm_dst: &CudaSlice<u32>,
-        topk_ids: &CudaSlice<u32>,
-        topk_w: &CudaSlice<f32>,
-        down_bias: &CudaSlice<f32>,
-        out: &mut CudaSlice<bf16>,
+        h2: &impl DevicePtr<bf16>,
+        perm_dst: &impl DevicePtr<u32>,
+        topk_ids: &impl DevicePtr<u32>,
+        topk_w: &impl DevicePtr<f32>,
+        down_bias: &impl DevicePtr<f32>,
+        out: &mut impl DevicePtrMut<bf16>,
     ) -> Result<()> {
         let (t, e, k, h, _) = s.dims();
         let rows = times(t, k);

@@ -2,7 +2,7 @@
 
 use std::sync::Arc;
 
-use cudarc::driver::{CudaContext, CudaSlice, CudaStream};
+use cudarc::driver::{CudaContext, CudaSlice, CudaStream, DevicePtr, DevicePtrMut, DeviceSlice};
 use half::bf16;
 
 use crate::error::{DriverContext, Error, Result};
@@ -14,6 +14,30 @@ use crate::plan::StagePolicy;
 
 /// What runs MoE layers on one context: the grouped GEMM (with its shared-memory limit and
 /// stage policy) and the MoE-layer kernels.
+///
+/// ```no_run
+/// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// use half::bf16;
+/// use stagefit::moe::{presets, MoeEngine, MoeWorkspace};
+/// use stagefit::{plan::StagePolicy, TacticChoice};
+///
+/// let ctx = stagefit::device::context(0)?;
+/// let stream = ctx.default_stream();
+/// let config = presets().into_iter().find(|p| p.name == "gpt-oss-20b").unwrap().config;
+/// let engine = MoeEngine::new(&ctx, None, StagePolicy::RunTime)?;
+/// let layer = engine.random_layer(&stream, &config, 1)?; // or `upload` of a checkpoint's layer
+/// let mut ws = MoeWorkspace::new(&stream, &config, 4)?;
+/// let x = stream.clone_htod(&vec![bf16::ONE; 4 * config.hidden])?;
+/// let mut out = stream.alloc_zeros::<bf16>(4 * config.hidden)?;
+/// // Routed by the layer's router:
+/// engine.forward(&stream, &layer, &x, 4, &mut out, &mut ws, TacticChoice::Auto)?;
+/// // Routed by the caller (each token's 4 experts of 32, and their weights):
+/// let ids = stream.clone_htod(&(0..16u32).collect::<Vec<_>>())?;
+/// let weights = stream.clone_htod(&[0.25f32; 16])?;
+/// engine.forward_routed(&stream, &layer, &x, &ids, &weights, 4, &mut out, &mut ws, TacticChoice::Auto)?;
+/// # Ok(())
+/// # }
+/// ```
 pub struct MoeEngine {
     gemm: GroupedGemm,
     kernels: MoeKernels,
@@ -42,6 +66,13 @@ pub struct MoeWorkspace {
     logits: CudaSlice<f32>,
     topk_ids: CudaSlice<u32>,
     topk_w: CudaSlice<f32>,
+    /// What the layer's steps after routing use.
+    rest: ExpertBuffers,
+}
+
+/// The workspace buffers of the steps after routing (the permutation and the activations in
+/// expert order), apart so that a call routed by the workspace's own buffers can use them.
+struct ExpertBuffers {
     counts: CudaSlice<u32>,
     offsets: CudaSlice<u32>,
     perm_src: CudaSlice<u32>,
@@ -141,6 +172,14 @@ impl MoeEngine {
         Ok(MoeEngine { gemm, kernels })
     }
 
+    /// The same engine with input checks on or off (see [`GroupedGemm::with_input_checks`]; on
+    /// by default in debug builds): with them on, the grouped GEMMs check their device data and
+    /// [`MoeEngine::forward_routed`] the caller's expert ids.
+    pub fn with_input_checks(mut self, on: bool) -> MoeEngine {
+        self.gemm = self.gemm.with_input_checks(on);
+        self
+    }
+
     /// The grouped GEMM this engine launches.
     pub fn gemm(&self) -> &GroupedGemm {
         &self.gemm
@@ -183,50 +222,132 @@ impl MoeEngine {
         })
     }
 
-    /// `out = MoE(x)` for `tokens` rows of `x` (`[tokens, H]` bf16) into `out` (`[tokens, H]`).
-    /// Allocates nothing: all intermediates live in `ws`, which must hold `tokens` tokens of
-    /// this layer's shape (checked before anything runs).
+    /// `out = MoE(x)` for `tokens` rows of `x` (`[tokens, H]` bf16) into `out` (`[tokens, H]`),
+    /// routed by the layer's own router. Allocates nothing: all intermediates live in `ws`, which
+    /// must hold `tokens` tokens of this layer's shape (checked before anything runs). `x` and
+    /// `out` may be whole buffers or views of parts of them.
     #[allow(clippy::too_many_arguments)]
     pub fn forward(
         &self,
         stream: &Arc<CudaStream>,
         layer: &MoeLayer,
-        x: &CudaSlice<bf16>,
+        x: &impl DevicePtr<bf16>,
         tokens: usize,
-        out: &mut CudaSlice<bf16>,
+        out: &mut impl DevicePtrMut<bf16>,
         ws: &mut MoeWorkspace,
         choice: TacticChoice<'_>,
     ) -> Result<ForwardVariants> {
         let c = &layer.config;
-        ws.check_holds(c, tokens)?;
-        for (buffer, needed, actual) in [("x", tokens * c.hidden, x.len()), ("out", tokens * c.hidden, out.len())] {
-            if actual < needed {
-                return Err(Error::BufferTooSmall { buffer, needed, actual });
-            }
-        }
-        let (k, s, rows) = (&self.kernels, MoeShape::new(c, tokens), tokens * c.top_k);
-        // 1. Router logits. 2. Top-k experts and combine weights. 3. Assignments sorted by
-        // expert. 4. Input rows gathered in that order.
+        check_call(c, tokens, x, out, ws)?;
+        let (k, s) = (&self.kernels, MoeShape::new(c, tokens));
+        // 1. Router logits. 2. Top-k experts and combine weights.
         k.router(stream, &s, x, &layer.router, &layer.router_bias, &mut ws.logits)?;
         k.top_k(stream, &s, &ws.logits, &mut ws.topk_ids, &mut ws.topk_w)?;
-        k.permute(stream, &s, &ws.topk_ids, &mut ws.counts, &mut ws.offsets, &mut ws.perm_src, &mut ws.perm_dst)?;
+        self.experts(stream, layer, x, (&ws.topk_ids, &ws.topk_w), tokens, out, &mut ws.rest, choice)
+    }
+
+    /// `out = MoE(x)` for `tokens` rows of `x` with the caller's routing: `topk_ids`
+    /// (`[tokens, top_k]` u32, each below the layer's expert count) and `topk_weights`
+    /// (`[tokens, top_k]` f32, the combine weights as given: no softmax or renormalization is
+    /// applied). The layer's router is not run. As [`MoeEngine::forward`] otherwise; with input
+    /// checks on ([`GroupedGemm::with_input_checks`]) the ids are read back and checked first.
+    /// With them off, an id out of range gives wrong rows for its token, never an access
+    /// outside the buffers (the kernels clamp every index they read from device data).
+    #[allow(clippy::too_many_arguments)]
+    pub fn forward_routed(
+        &self,
+        stream: &Arc<CudaStream>,
+        layer: &MoeLayer,
+        x: &impl DevicePtr<bf16>,
+        topk_ids: &impl DevicePtr<u32>,
+        topk_weights: &impl DevicePtr<f32>,
+        tokens: usize,
+        out: &mut impl DevicePtrMut<bf16>,
+        ws: &mut MoeWorkspace,
+        choice: TacticChoice<'_>,
+    ) -> Result<ForwardVariants> {
+        let c = &layer.config;
+        check_call(c, tokens, x, out, ws)?;
+        let rows = tokens * c.top_k;
+        for (buffer, actual) in [("topk_ids", topk_ids.len()), ("topk_weights", topk_weights.len())] {
+            if actual < rows {
+                return Err(Error::BufferTooSmall { buffer, needed: rows, actual });
+            }
+        }
+        if self.gemm.input_checks() {
+            let ids = stream.clone_dtoh(topk_ids).during("reading the routing back")?;
+            if let Some((index, &expert)) = ids[..rows].iter().enumerate().find(|(_, &id)| id as usize >= c.experts) {
+                return Err(Error::ExpertId { index, expert, experts: c.experts });
+            }
+        }
+        self.experts(stream, layer, x, (topk_ids, topk_weights), tokens, out, &mut ws.rest, choice)
+    }
+
+    /// The layer after routing: assignments sorted by expert, gate/up, activation, down and the
+    /// weighted combine (shapes and the workspace checked by the caller).
+    #[allow(clippy::too_many_arguments)]
+    fn experts(
+        &self,
+        stream: &Arc<CudaStream>,
+        layer: &MoeLayer,
+        x: &impl DevicePtr<bf16>,
+        (topk_ids, topk_w): (&impl DevicePtr<u32>, &impl DevicePtr<f32>),
+        tokens: usize,
+        out: &mut impl DevicePtrMut<bf16>,
+        ws: &mut ExpertBuffers,
+        choice: TacticChoice<'_>,
+    ) -> Result<ForwardVariants> {
+        let (k, s, rows) = (&self.kernels, MoeShape::new(&layer.config, tokens), tokens * layer.config.top_k);
+        // 3. Assignments sorted by expert. 4. Input rows gathered in that order.
+        k.permute(stream, &s, topk_ids, &mut ws.counts, &mut ws.offsets, &mut ws.perm_src, &mut ws.perm_dst)?;
         k.gather(stream, &s, x, &ws.perm_src, &mut ws.a_perm)?;
         // 5. Gate/up projection, one group per expert.
         let gate_up = self.gemm.run(
             stream,
-            GroupedGemmArgs { rows, a: &ws.a_perm, offsets: &ws.offsets, weights: &layer.gate_up, c: &mut ws.h1 },
+            GroupedGemmArgs {
+                rows,
+                a: ws.a_perm.as_view(),
+                offsets: ws.offsets.as_view(),
+                weights: layer.gate_up.view(),
+                c: ws.h1.as_view_mut(),
+            },
             choice,
         )?;
         // 6. Activation. 7. Down projection. 8. Weighted combine back into token order.
-        k.activate(stream, &s, &ws.h1, &ws.perm_src, &ws.topk_ids, &layer.gate_up_bias, &mut ws.a2)?;
+        k.activate(stream, &s, &ws.h1, &ws.perm_src, topk_ids, &layer.gate_up_bias, &mut ws.a2)?;
         let down = self.gemm.run(
             stream,
-            GroupedGemmArgs { rows, a: &ws.a2, offsets: &ws.offsets, weights: &layer.down, c: &mut ws.h2 },
+            GroupedGemmArgs {
+                rows,
+                a: ws.a2.as_view(),
+                offsets: ws.offsets.as_view(),
+                weights: layer.down.view(),
+                c: ws.h2.as_view_mut(),
+            },
             choice,
         )?;
-        k.combine(stream, &s, &ws.h2, &ws.perm_dst, &ws.topk_ids, &ws.topk_w, &layer.down_bias, out)?;
+        k.combine(stream, &s, &ws.h2, &ws.perm_dst, topk_ids, topk_w, &layer.down_bias, out)?;
         Ok(ForwardVariants { gate_up, down })
     }
+}
+
+/// Refuses a call of `tokens` tokens whose workspace cannot hold them, or whose `x` or `out` is
+/// shorter than `tokens` rows of the layer's hidden size.
+fn check_call(
+    config: &MoeConfig,
+    tokens: usize,
+    x: &impl DeviceSlice<bf16>,
+    out: &impl DeviceSlice<bf16>,
+    ws: &MoeWorkspace,
+) -> Result<()> {
+    ws.check_holds(config, tokens)?;
+    let needed = tokens.saturating_mul(config.hidden);
+    for (buffer, actual) in [("x", x.len()), ("out", out.len())] {
+        if actual < needed {
+            return Err(Error::BufferTooSmall { buffer, needed, actual });
+        }
+    }
+    Ok(())
 }
 
 impl MoeLayer {
@@ -269,14 +390,16 @@ impl MoeWorkspace {
             logits: alloc_f32(n.logits)?,
             topk_ids: alloc_u32(n.rows)?,
             topk_w: alloc_f32(n.rows)?,
-            counts: alloc_u32(n.counts)?,
-            offsets: alloc_u32(n.offsets)?,
-            perm_src: alloc_u32(n.rows)?,
-            perm_dst: alloc_u32(n.rows)?,
-            a_perm: alloc_bf16(n.hidden_rows)?,
-            h1: alloc_bf16(n.gate_up_rows)?,
-            a2: alloc_bf16(n.act_rows)?,
-            h2: alloc_bf16(n.hidden_rows)?,
+            rest: ExpertBuffers {
+                counts: alloc_u32(n.counts)?,
+                offsets: alloc_u32(n.offsets)?,
+                perm_src: alloc_u32(n.rows)?,
+                perm_dst: alloc_u32(n.rows)?,
+                a_perm: alloc_bf16(n.hidden_rows)?,
+                h1: alloc_bf16(n.gate_up_rows)?,
+                a2: alloc_bf16(n.act_rows)?,
+                h2: alloc_bf16(n.hidden_rows)?,
+            },
         })
     }
 
@@ -310,7 +433,9 @@ impl MoeWorkspace {
         }
     }
 
-    /// The routing and permutation of the last `forward` of `tokens` tokens with `config`.
+    /// The routing and permutation of the last `forward` of `tokens` tokens with `config` (after
+    /// a `forward_routed`, the permutation is its own and the ids and weights those of the last
+    /// `forward`).
     pub fn routing(&self, stream: &Arc<CudaStream>, tokens: usize, config: &MoeConfig) -> Result<Routing> {
         self.check_holds(config, tokens)?;
         let n = tokens * config.top_k;
@@ -320,8 +445,8 @@ impl MoeWorkspace {
         Ok(Routing {
             ids: get(&self.topk_ids, n)?,
             weights: stream.clone_dtoh(&self.topk_w).during("downloading the routing")?[..n].to_vec(),
-            offsets: get(&self.offsets, config.experts + 1)?,
-            perm_src: get(&self.perm_src, n)?,
+            offsets: get(&self.rest.offsets, config.experts + 1)?,
+            perm_src: get(&self.rest.perm_src, n)?,
         })
     }
 }

@@ -29,6 +29,7 @@ use crate::Fp4Format;
 /// How tokens pick experts.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "lowercase")]
+#[non_exhaustive]
 pub enum Routing {
     /// Every expert equally likely.
     Uniform,
@@ -39,6 +40,7 @@ pub enum Routing {
 /// Which projection of the layer.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "snake_case")]
+#[non_exhaustive]
 pub enum Projection {
     /// `[2I × H]`.
     GateUp,
@@ -314,10 +316,10 @@ pub fn run(options: &BenchOptions, mut progress: impl FnMut(&BenchRow)) -> Resul
                                 let mut call = |i: usize| -> Result<()> {
                                     let args = GroupedGemmArgs {
                                         rows: rows_total,
-                                        a: &a,
-                                        offsets: &offsets_dev,
-                                        weights: &copies[i % copies.len()],
-                                        c: &mut out,
+                                        a: a.as_view(),
+                                        offsets: offsets_dev.as_view(),
+                                        weights: copies[i % copies.len()].view(),
+                                        c: out.as_view_mut(),
                                     };
                                     variant = Some(gemm.run(&stream, args, choice)?);
                                     Ok(())

@@ -74,10 +74,10 @@ impl RandomProblem {
     ) -> Result<Variant> {
         let args = GroupedGemmArgs {
             rows: self.rows,
-            a: &self.a,
-            offsets: &self.offsets,
-            weights: &self.weights,
-            c: &mut self.c,
+            a: self.a.as_view(),
+            offsets: self.offsets.as_view(),
+            weights: self.weights.view(),
+            c: self.c.as_view_mut(),
         };
         gemm.run(stream, args, choice)
     }

@@ -42,7 +42,7 @@ pub struct Case {
     pub stages: Option<usize>,
 }
 
-/// What one case gave.
+/// What one case gave (exhaustive: a caller counts every outcome).
 #[derive(Clone, Debug)]
 pub enum Outcome {
     /// Ran and matched the reference, deterministically.
@@ -160,7 +160,13 @@ fn run_case(gemm: &GroupedGemm, stream: &Arc<CudaStream>, case: &Case, seed: u64
     let mut variant = None;
     for _ in 0..2 {
         let mut c = stream.clone_htod(&vec![bf16::from_bits(0x7FC0); (rows * n).max(1)]).during("uploading C")?;
-        let args = GroupedGemmArgs { rows, a: &a_dev, offsets: &offsets_dev, weights: &weights, c: &mut c };
+        let args = GroupedGemmArgs {
+            rows,
+            a: a_dev.as_view(),
+            offsets: offsets_dev.as_view(),
+            weights: weights.view(),
+            c: c.as_view_mut(),
+        };
         match gemm.run(stream, args, choice) {
             Ok(v) => variant = Some(v),
             Err(e @ Error::SharedMemory { .. }) => return Ok(Outcome::Refused(e.to_string())),

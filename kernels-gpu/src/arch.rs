@@ -2,6 +2,7 @@
 
 /// A PTX target the kernels are compiled for.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+#[non_exhaustive]
 pub enum Arch {
     /// Ampere (A100, RTX 30): runs on compute capability 8.x and, by JIT, on later parts.
     Sm80,

@@ -16,7 +16,9 @@ pub const MXFP4: u32 = 1;
 /// K-elements that one FP4 16-byte chunk holds: K must be a multiple of it.
 pub const K_CHUNK: usize = 32;
 
-/// An FP4 weight format.
+/// An FP4 weight format. Exhaustive on purpose: each format is a different code and scale
+/// arithmetic that every codec and checkpoint reader must handle, so a new one is a breaking
+/// change the compiler walks a caller's matches through.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum Fp4Format {
     /// e2m1 values, e4m3 scale per 16 K-elements, f32 scale per expert.

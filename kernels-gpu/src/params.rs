@@ -148,3 +148,27 @@ pub struct FillParams {
     /// Number of distinct values (1..=256).
     pub span: u32,
 }
+
+/// Threads per block of the weight-packing kernel.
+pub const PACK_BLOCK: usize = 256;
+
+/// Arguments of the weight-packing kernel: the natural codes at `src` (u8 `[groups, n, k/2]`,
+/// row-major, as host buffers and checkpoints hold them) written to `dst` in the kernels'
+/// layout (each word packed by [`crate::packing::pack_word`], each group's 16-byte chunks at
+/// [`crate::packing::code_chunk_offset`]). `n` is a multiple of
+/// [`crate::packing::STRIP_ROWS`], `k` of 32; `src` and `dst` do not overlap.
+#[repr(C)]
+#[derive(Clone, Copy, Default, PartialEq, Eq)]
+#[cfg_attr(not(target_arch = "nvptx64"), derive(Debug))]
+pub struct PackParams {
+    /// Natural codes, u8 `[groups, n, k/2]`.
+    pub src: u64,
+    /// Packed codes, u8 `[groups, n, k/2]`, written.
+    pub dst: u64,
+    /// Groups (experts).
+    pub groups: u32,
+    /// Rows per group.
+    pub n: u32,
+    /// K-elements per row.
+    pub k: u32,
+}

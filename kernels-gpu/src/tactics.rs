@@ -19,6 +19,7 @@ pub const COMPILE_LIMIT_BYTES: usize = 232448;
 /// How a kernel family maps a tile of the problem (`M` rows of activations, `N` output
 /// columns = weight rows, `K`) onto `mma.sync.m16n8k16`, whose tile is 16 rows by 8 columns.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[non_exhaustive]
 pub enum Family {
     /// Activations are the MMA's 16-row operand and dequantized weights its 8 columns: an MMA
     /// covers 16 rows by 8 columns of the output. Every warp runs all of a stage's K.

@@ -70,3 +70,10 @@ moe_entry_points!(
     combine => crate::params::MoeParams,
     fill => crate::params::FillParams,
 );
+
+#[export_name = "stagefit_weights_pack"]
+unsafe extern "ptx-kernel" fn weights_pack(params: crate::params::PackParams) {
+    // SAFETY: the host launches it with `PACK_BLOCK` threads on buffers it checked against the
+    // shapes (see `host/gemm/packing.rs`).
+    unsafe { super::weights::pack(&params) }
+}

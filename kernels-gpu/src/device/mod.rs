@@ -7,8 +7,9 @@
 //! - [`gemm`]: the pipelined grouped GEMM of `Family::Mma`, generic over format, tile and STAGES;
 //! - [`swap_ab`]: the same for `Family::SwapAb`, built for decode;
 //! - [`moe`]: the MoE-layer kernels around the grouped GEMMs;
-//! - [`kernels`]: the `extern "ptx-kernel"` entry points, one per (format, tactic, STAGES), and
-//!   one per MoE-layer kernel.
+//! - [`weights`]: natural FP4 codes into the kernels' layout, on the device;
+//! - [`kernels`]: the `extern "ptx-kernel"` entry points, one per (format, tactic, STAGES), one
+//!   per MoE-layer kernel, and the weight packing.
 
 mod fp4;
 mod gemm;
@@ -18,6 +19,7 @@ mod ptx;
 mod scheduler;
 mod swap_ab;
 mod tiles;
+mod weights;
 
 /// A panic in device code cannot unwind or print: stop the kernel, which the host sees as a
 /// launch failure. The kernels are written so that no panic path remains (ptxas checks find
