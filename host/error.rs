@@ -146,6 +146,9 @@ pub enum Error {
         /// What went wrong.
         problem: String,
     },
+    /// A step that cannot be captured into a CUDA graph.
+    #[error("cannot capture a CUDA graph: {0}")]
+    Capture(String),
     /// The cuBLAS baseline of `stagefit bench` failed.
     #[error("cuBLAS baseline: {0}")]
     Baseline(String),

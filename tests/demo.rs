@@ -46,11 +46,18 @@ fn the_demo_runs_a_small_model_and_a_checkpoint() {
         return;
     }
     let small = ["--layers", "2", "--prompt-tokens", "16", "--decode-steps", "4", "--verify"];
-    for extra in [&[][..], &["--smem-limit", "101376"], &["--smem-limit", "101376", "--policy", "fixed-family-max"]] {
+    for extra in [
+        &[][..],
+        &["--eager"],
+        &["--smem-limit", "101376"],
+        &["--smem-limit", "101376", "--policy", "fixed-family-max"],
+    ] {
         let args: Vec<&str> = small.iter().chain(extra).copied().collect();
         let (ok, out, err) = demo(&args);
         assert!(ok, "{args:?}: {err}");
-        for expected in ["prefill:", "decode:", "tokens/s", "verify: layer 0", "STAGES"] {
+        let decode =
+            if extra.contains(&"--eager") { "decode (eager launches)" } else { "decode (one CUDA graph per step)" };
+        for expected in ["prefill:", decode, "tokens/s", "verify: layer 0", "STAGES"] {
             assert!(out.contains(expected), "{args:?} printed no {expected:?}:\n{out}");
         }
         let err_line = out.lines().find(|l| l.starts_with("verify:")).unwrap();

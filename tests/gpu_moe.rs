@@ -200,3 +200,51 @@ fn bad_device_inputs_get_typed_errors() {
         other => panic!("expected an unknown-variant error, got {other:?}"),
     }
 }
+
+#[test]
+fn captured_decode_steps_replay_the_eager_bits() {
+    let Some((ctx, default_stream)) = common::gpu("captured_decode_steps_replay_the_eager_bits") else { return };
+    let config = gpt_oss_like(32);
+    // Input checks on: the eager warm-up makes them, the capture leaves them out.
+    let engine = MoeEngine::new(&ctx, None, StagePolicy::RunTime).unwrap().with_input_checks(true);
+    // The legacy default stream cannot be captured; nor can a stream whose buffers cudarc
+    // synchronizes with events.
+    let config_layer = engine.upload(&default_stream, &config, &random_moe_weights(&config, 39)).unwrap();
+    match engine.capture_decode(&default_stream, std::slice::from_ref(&config_layer), 1, TacticChoice::Auto) {
+        Err(stagefit::Error::Capture(why)) => assert!(why.contains("legacy"), "{why}"),
+        other => panic!("expected a capture error, got {:?}", other.err()),
+    }
+    let tracked = ctx.new_stream().unwrap();
+    match engine.capture_decode(&tracked, std::slice::from_ref(&config_layer), 1, TacticChoice::Auto) {
+        Err(stagefit::Error::Capture(why)) => assert!(why.contains("event"), "{why}"),
+        other => panic!("expected a capture error, got {:?}", other.err()),
+    }
+    // SAFETY: this test uses each stream's buffers on that stream only.
+    unsafe { ctx.disable_event_tracking() };
+    let stream = ctx.new_stream().unwrap();
+    let layers: Vec<_> =
+        (0..3).map(|l| engine.upload(&stream, &config, &random_moe_weights(&config, 40 + l)).unwrap()).collect();
+    for tokens in [1, 5] {
+        let mut graph = engine.capture_decode(&stream, &layers, tokens, TacticChoice::Auto).unwrap();
+        let mut ws = MoeWorkspace::new(&stream, &config, tokens).unwrap();
+        let mut rng = SplitMix64::new(tokens as u64);
+        for round in 0..2 {
+            let x: Vec<bf16> = (0..tokens * config.hidden).map(|_| bf16::from_f32(rng.uniform(-1.0, 1.0))).collect();
+            stream.memcpy_htod(&x, graph.input_mut()).unwrap();
+            graph.replay().unwrap();
+            let replayed = stream.clone_dtoh(graph.output()).unwrap();
+            // The same calls, eagerly: every layer on x, the last one's output kept.
+            let x_dev = stream.clone_htod(&x).unwrap();
+            let mut out = stream.alloc_zeros::<bf16>(tokens * config.hidden).unwrap();
+            for layer in &layers {
+                engine.forward(&stream, layer, &x_dev, tokens, &mut out, &mut ws, TacticChoice::Auto).unwrap();
+            }
+            let eager = stream.clone_dtoh(&out).unwrap();
+            assert!(
+                replayed.iter().zip(&eager).all(|(a, b)| a.to_bits() == b.to_bits()),
+                "T={tokens} round {round}: the replay differs from the eager step"
+            );
+            assert!(replayed.iter().any(|v| v.to_f32() != 0.0), "T={tokens}: the replay wrote nothing");
+        }
+    }
+}

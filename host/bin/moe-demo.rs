@@ -3,7 +3,8 @@
 //! Runs a prefill and a number of decode steps through the MoE layers of a model preset with
 //! seeded random MXFP4/NVFP4 weights (generated on the GPU), and prints the device, the budget,
 //! the variant each GEMM ran, tokens/s and the weight bandwidth. There is no attention: only
-//! the MoE layers run.
+//! the MoE layers run. Decode steps replay one CUDA graph per step (`MoeEngine::capture_decode`);
+//! `--eager` launches every kernel from the CPU instead, for comparison.
 
 use std::process::ExitCode;
 use std::sync::Arc;
@@ -20,7 +21,7 @@ use stagefit::{Error, TacticChoice};
 
 const USAGE: &str = "usage: moe-demo [--preset gpt-oss-20b|gpt-oss-120b|qwen3-30b-a3b|mixtral-8x7b]
                 [--prompt-tokens N] [--decode-steps N] [--batch N] [--layers N]
-                [--smem-limit BYTES] [--policy run-time|fixed-family-max] [--verify] [--seed N]
+                [--smem-limit BYTES] [--policy run-time|fixed-family-max] [--verify] [--seed N] [--eager]
                 [--weights model.safetensors]   (layers of the preset's shape; see stagefit::moe::checkpoint)";
 
 struct Options {
@@ -33,6 +34,8 @@ struct Options {
     verify: bool,
     seed: u64,
     weights: Option<std::path::PathBuf>,
+    /// Decode with eager launches instead of a captured graph.
+    eager: bool,
 }
 
 fn parse() -> Result<Options, String> {
@@ -46,6 +49,7 @@ fn parse() -> Result<Options, String> {
         verify: false,
         seed: 1,
         weights: None,
+        eager: false,
     };
     let mut layers = None;
     let mut args = std::env::args().skip(1);
@@ -67,6 +71,7 @@ fn parse() -> Result<Options, String> {
             "--smem-limit" => o.budget = Some(number("--smem-limit")?),
             "--seed" => o.seed = number("--seed")? as u64,
             "--verify" => o.verify = true,
+            "--eager" => o.eager = true,
             "--policy" => {
                 o.policy = match value()?.as_str() {
                     "run-time" => StagePolicy::RunTime,
@@ -123,6 +128,13 @@ fn timed<T>(
     Ok((out, ms))
 }
 
+/// Reports decode progress every 16 steps and at the end.
+fn progress(step: usize, steps: usize) {
+    if step % 16 == 15 || step + 1 == steps {
+        eprint!("\rdecode step {}/{steps}", step + 1);
+    }
+}
+
 /// Distinct experts the routing of the last forward (with `tokens` tokens) used.
 fn active_experts(ws: &MoeWorkspace, stream: &Arc<CudaStream>, tokens: usize, preset: &Preset) -> Result<usize, Error> {
     let r = ws.routing(stream, tokens, &preset.config)?;
@@ -154,7 +166,11 @@ fn print_variants(phase: &str, v: &ForwardVariants) {
 
 fn run(o: Options) -> Result<(), Error> {
     let ctx = context(0)?;
-    let stream = ctx.default_stream();
+    // SAFETY: everything runs on this one stream, in order, so cudarc's cross-stream event
+    // tracking is not needed (and its event waits could not be captured into the decode graph).
+    unsafe { ctx.disable_event_tracking() };
+    // A stream of its own: the default (legacy) stream cannot be captured.
+    let stream = ctx.new_stream().map_err(|source| Error::Driver { context: "creating a stream", source })?;
     let engine = MoeEngine::new(&ctx, o.budget, o.policy)?;
     let info = engine.gemm().device().clone();
     let c = &o.preset.config;
@@ -220,21 +236,39 @@ fn run(o: Options) -> Result<(), Error> {
         timed(&ctx, &stream, || run_layers(&engine, &stream, &layers, &x, &mut y, prefill_tokens, &mut ws))?;
     let prefill_experts = active_experts(&ws, &stream, prefill_tokens, &o.preset)?;
     print_variants("prefill", &prefill);
-    let mut decode = None;
-    let (_, decode_ms) = timed(&ctx, &stream, || {
-        for step in 0..o.decode_steps {
-            decode = Some(run_layers(&engine, &stream, &layers, &x, &mut y, o.batch, &mut ws)?);
-            if step % 16 == 15 || step + 1 == o.decode_steps {
-                eprint!("\rdecode step {}/{}", step + 1, o.decode_steps);
+    let decode_tokens = o.batch;
+    let (decode, decode_ms, decode_experts) = if o.eager {
+        let mut decode = None;
+        let (_, ms) = timed(&ctx, &stream, || {
+            for step in 0..o.decode_steps {
+                decode = Some(run_layers(&engine, &stream, &layers, &x, &mut y, decode_tokens, &mut ws)?);
+                progress(step, o.decode_steps);
             }
-        }
-        Ok(())
-    })?;
-    eprintln!();
+            Ok(())
+        })?;
+        (decode, ms, active_experts(&ws, &stream, decode_tokens, &o.preset)?)
+    } else {
+        // One graph per step: the same tokens as the eager path, copied into its input.
+        let mut graph = engine.capture_decode(&stream, &layers, decode_tokens, TacticChoice::Auto)?;
+        stream
+            .memcpy_dtod(&x.slice(..decode_tokens * c.hidden), graph.input_mut())
+            .map_err(|source| Error::Driver { context: "copying tokens", source })?;
+        graph.replay()?;
+        let (_, ms) = timed(&ctx, &stream, || {
+            for step in 0..o.decode_steps {
+                graph.replay()?;
+                progress(step, o.decode_steps);
+            }
+            Ok(())
+        })?;
+        (Some(graph.variants()), ms, active_experts(graph.workspace(), &stream, decode_tokens, &o.preset)?)
+    };
+    if o.decode_steps > 0 {
+        eprintln!();
+    }
     if let Some(v) = &decode {
         print_variants("decode", v);
     }
-    let decode_experts = active_experts(&ws, &stream, o.batch, &o.preset)?;
     let gb = |experts: usize| (layers.len() * experts * expert_bytes) as f64 / 1e9;
     println!(
         "prefill: {prefill_tokens} tokens in {ms:.2} ms = {:.0} tokens/s; expert weights read {:.1} GB/s ({} of {} experts active in the last layer)",
@@ -246,7 +280,8 @@ fn run(o: Options) -> Result<(), Error> {
     if o.decode_steps > 0 {
         let per_step = decode_ms as f64 / o.decode_steps as f64;
         println!(
-            "decode: {} steps of batch {} in {decode_ms:.2} ms = {:.1} tokens/s ({per_step:.3} ms per step); expert weights read about {:.1} GB/s ({} of {} experts active in the last layer of the last step)",
+            "decode ({}): {} steps of batch {} in {decode_ms:.2} ms = {:.1} tokens/s ({per_step:.3} ms per step); expert weights read about {:.1} GB/s ({} of {} experts active in the last layer of the last step)",
+            if o.eager { "eager launches" } else { "one CUDA graph per step" },
             o.decode_steps,
             o.batch,
             (o.decode_steps * o.batch) as f64 / (decode_ms as f64 / 1e3),

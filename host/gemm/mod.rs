@@ -190,9 +190,21 @@ impl GroupedGemm {
         args: GroupedGemmArgs<'_>,
         choice: TacticChoice<'_>,
     ) -> Result<Variant> {
+        self.run_with(stream, args, choice, self.input_checks)
+    }
+
+    /// [`GroupedGemm::run`] with the device-data checks on or off for this call (off while a
+    /// stream is captured into a graph: the checks read data back, which a capture cannot do).
+    pub(crate) fn run_with(
+        &self,
+        stream: &Arc<CudaStream>,
+        args: GroupedGemmArgs<'_>,
+        choice: TacticChoice<'_>,
+        input_checks: bool,
+    ) -> Result<Variant> {
         let problem = validate::validate(&args)?;
         self.check_contexts(stream, &args)?;
-        if self.input_checks {
+        if input_checks {
             validate::check_device_data(stream, &args)?;
         }
         let (variant, module) = self.select_loaded(args.weights.shape().format, &problem, choice)?;

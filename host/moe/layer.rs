@@ -237,13 +237,30 @@ impl MoeEngine {
         ws: &mut MoeWorkspace,
         choice: TacticChoice<'_>,
     ) -> Result<ForwardVariants> {
+        self.forward_with(stream, layer, x, tokens, out, ws, choice, self.gemm.input_checks())
+    }
+
+    /// [`MoeEngine::forward`] with the grouped GEMMs' device-data checks on or off for this
+    /// call (off while a stream is captured: see `moe::graph`).
+    #[allow(clippy::too_many_arguments)]
+    pub(crate) fn forward_with(
+        &self,
+        stream: &Arc<CudaStream>,
+        layer: &MoeLayer,
+        x: &impl DevicePtr<bf16>,
+        tokens: usize,
+        out: &mut impl DevicePtrMut<bf16>,
+        ws: &mut MoeWorkspace,
+        choice: TacticChoice<'_>,
+        input_checks: bool,
+    ) -> Result<ForwardVariants> {
         let c = &layer.config;
         check_call(c, tokens, x, out, ws)?;
         let (k, s) = (&self.kernels, MoeShape::new(c, tokens));
         // 1. Router logits. 2. Top-k experts and combine weights.
         k.router(stream, &s, x, &layer.router, &layer.router_bias, &mut ws.logits)?;
         k.top_k(stream, &s, &ws.logits, &mut ws.topk_ids, &mut ws.topk_w)?;
-        self.experts(stream, layer, x, (&ws.topk_ids, &ws.topk_w), tokens, out, &mut ws.rest, choice)
+        self.experts(stream, layer, x, (&ws.topk_ids, &ws.topk_w), tokens, out, &mut ws.rest, choice, input_checks)
     }
 
     /// `out = MoE(x)` for `tokens` rows of `x` with the caller's routing: `topk_ids`
@@ -280,11 +297,13 @@ impl MoeEngine {
                 return Err(Error::ExpertId { index, expert, experts: c.experts });
             }
         }
-        self.experts(stream, layer, x, (topk_ids, topk_weights), tokens, out, &mut ws.rest, choice)
+        let checks = self.gemm.input_checks();
+        self.experts(stream, layer, x, (topk_ids, topk_weights), tokens, out, &mut ws.rest, choice, checks)
     }
 
     /// The layer after routing: assignments sorted by expert, gate/up, activation, down and the
-    /// weighted combine (shapes and the workspace checked by the caller).
+    /// weighted combine (shapes and the workspace checked by the caller; the grouped GEMMs'
+    /// device-data checks as `input_checks` says).
     #[allow(clippy::too_many_arguments)]
     fn experts(
         &self,
@@ -296,13 +315,14 @@ impl MoeEngine {
         out: &mut impl DevicePtrMut<bf16>,
         ws: &mut ExpertBuffers,
         choice: TacticChoice<'_>,
+        input_checks: bool,
     ) -> Result<ForwardVariants> {
         let (k, s, rows) = (&self.kernels, MoeShape::new(&layer.config, tokens), tokens * layer.config.top_k);
         // 3. Assignments sorted by expert. 4. Input rows gathered in that order.
         k.permute(stream, &s, topk_ids, &mut ws.counts, &mut ws.offsets, &mut ws.perm_src, &mut ws.perm_dst)?;
         k.gather(stream, &s, x, &ws.perm_src, &mut ws.a_perm)?;
         // 5. Gate/up projection, one group per expert.
-        let gate_up = self.gemm.run(
+        let gate_up = self.gemm.run_with(
             stream,
             GroupedGemmArgs {
                 rows,
@@ -312,10 +332,11 @@ impl MoeEngine {
                 c: ws.h1.as_view_mut(),
             },
             choice,
+            input_checks,
         )?;
         // 6. Activation. 7. Down projection. 8. Weighted combine back into token order.
         k.activate(stream, &s, &ws.h1, &ws.perm_src, topk_ids, &layer.gate_up_bias, &mut ws.a2)?;
-        let down = self.gemm.run(
+        let down = self.gemm.run_with(
             stream,
             GroupedGemmArgs {
                 rows,
@@ -325,6 +346,7 @@ impl MoeEngine {
                 c: ws.h2.as_view_mut(),
             },
             choice,
+            input_checks,
         )?;
         k.combine(stream, &s, &ws.h2, &ws.perm_dst, topk_ids, topk_w, &layer.down_bias, out)?;
         Ok(ForwardVariants { gate_up, down })

@@ -4,15 +4,18 @@
 //! weights → a stable permutation of the assignments by expert (offsets for the grouped GEMMs)
 //! → gather → gate/up grouped GEMM → activation (SwiGLU or gpt-oss's clamped variant, with the
 //! gate/up bias) → down grouped GEMM → weighted combine (with the down bias) back to token
-//! order.
+//! order. [`MoeEngine::capture_decode`] captures a whole step of layers into a CUDA graph
+//! ([`DecodeGraph`]) that replays it without the CPU's launch path.
 
 pub mod checkpoint;
 pub mod config;
+pub mod graph;
 pub(crate) mod kernels;
 pub mod layer;
 pub mod reference;
 pub mod weights;
 
 pub use config::{presets, Activation, GateUpLayout, MoeConfig, Preset, GPT_OSS};
+pub use graph::DecodeGraph;
 pub use layer::{ForwardVariants, MoeEngine, MoeLayer, MoeWorkspace, Routing};
 pub use weights::MoeLayerWeights;
