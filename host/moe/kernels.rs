@@ -11,7 +11,7 @@ use std::sync::Arc;
 use cudarc::driver::{CudaContext, CudaFunction, CudaSlice, CudaStream, DevicePtr, DevicePtrMut, DeviceSlice};
 use cudarc::nvrtc::Ptx;
 use half::bf16;
-use stagefit_kernels::params::{FillParams, MoeParams, MOE_BLOCK, MOE_SCRATCH_BYTES};
+use stagefit_kernels::params::{row_blocks, FillParams, MoeParams, MOE_BLOCK, MOE_SCRATCH_BYTES};
 
 use crate::embedded::moe_module_ptx;
 use crate::error::{DriverContext, Error, Result};
@@ -33,9 +33,9 @@ enum MoeOp {
     Scatter,
     /// One block per assignment.
     Gather,
-    /// One block per assignment.
+    /// `row_blocks(I)` blocks per assignment.
     Activate,
-    /// One block per token.
+    /// `row_blocks(H)` blocks per token.
     Combine,
 }
 
@@ -63,8 +63,9 @@ impl MoeOp {
             MoeOp::Router => ((t * e).div_ceil(warps_per_block), 0),
             MoeOp::TopK => (t.div_ceil(warps_per_block), 0),
             MoeOp::Count | MoeOp::Scatter => (e, MOE_SCRATCH_BYTES),
-            MoeOp::Gather | MoeOp::Activate => (t * k, 0),
-            MoeOp::Combine => (t, 0),
+            MoeOp::Gather => (t * k, 0),
+            MoeOp::Activate => (t * k * row_blocks(p.inter as usize), 0),
+            MoeOp::Combine => (t * row_blocks(p.hidden as usize), 0),
         };
         LaunchShape { blocks: blocks as u32, threads: MOE_BLOCK as u32, shared_bytes: shared_bytes as u32 }
     }

@@ -129,6 +129,23 @@ pub const MAX_TOP_K: usize = 8;
 pub const MAX_EXPERTS: usize = 256;
 /// Threads per block of every MoE-layer kernel.
 pub const MOE_BLOCK: usize = 256;
+/// Consecutive elements one thread of the `activate` and `combine` kernels computes (one
+/// 16-byte load of bf16s).
+pub const MOE_VECTOR: usize = 8;
+
+/// Blocks the `activate` and `combine` kernels give one row of `width` outputs, each thread
+/// computing [`MOE_VECTOR`] consecutive ones: a row is spread over the GPU instead of being
+/// one block's serial loop, which at decode sizes is a few rows in all.
+pub const fn row_blocks(width: usize) -> usize {
+    let per_block = MOE_VECTOR * MOE_BLOCK;
+    let blocks = width.div_ceil(per_block);
+    if blocks == 0 {
+        1
+    } else {
+        blocks
+    }
+}
+
 /// Dynamic shared memory of the `count` and `scatter` kernels: a u32 per warp and one more.
 pub const MOE_SCRATCH_BYTES: usize = (MOE_BLOCK / 32 + 1) * 4;
 

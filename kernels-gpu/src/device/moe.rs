@@ -9,7 +9,10 @@
 
 use super::ptx::*;
 use crate::layout::RegionAligned;
-use crate::params::{activation, gate_up, FillParams, MoeParams, MAX_EXPERTS, MAX_TOP_K, MOE_BLOCK, MOE_SCRATCH_BYTES};
+use crate::params::{
+    activation, gate_up, row_blocks, FillParams, MoeParams, MAX_EXPERTS, MAX_TOP_K, MOE_BLOCK, MOE_SCRATCH_BYTES,
+    MOE_VECTOR,
+};
 use crate::routing::{key_logit, rank_key, ABSENT};
 
 const WARPS: usize = MOE_BLOCK / 32;
@@ -321,76 +324,145 @@ pub unsafe fn gather(p: &MoeParams) {
     }
 }
 
-/// `a2[row] = act(h1[row] + gate_up_bias[e])`, with the gate/up layout and activation the
-/// params name. One block per permuted row.
+/// The row and the first of the [`MOE_VECTOR`] consecutive elements this thread computes, of
+/// rows `width` wide spread over [`row_blocks`]`(width)` blocks each.
+#[inline(always)]
+fn row_and_column(width: usize) -> (usize, usize) {
+    let blocks = row_blocks(width);
+    let block = block_idx() as usize;
+    (block / blocks, ((block % blocks) * MOE_BLOCK + thread_idx() as usize) * MOE_VECTOR)
+}
+
+/// 8 bf16 of a 16-byte load as f32s.
+#[inline(always)]
+fn unpack8(v: [u32; 4]) -> [f32; 8] {
+    let mut out = [0.0f32; 8];
+    let mut i = 0;
+    while i < 4 {
+        (out[2 * i], out[2 * i + 1]) = unpack(v[i]);
+        i += 1;
+    }
+    out
+}
+
+/// 8 f32 from two 16-byte loads at `addr`.
 ///
 /// # Safety
-/// Pointers and shapes as documented on [`MoeParams`].
+/// `addr` addresses 32 readable, 16-byte-aligned bytes.
+#[inline(always)]
+unsafe fn load_f32x8(addr: u64) -> [f32; 8] {
+    // SAFETY: the caller's contract.
+    let (lo, hi) = unsafe { (ld_global_nc_v4(addr), ld_global_nc_v4(addr + 16)) };
+    let mut out = [0.0f32; 8];
+    let mut i = 0;
+    while i < 4 {
+        out[i] = f32::from_bits(lo[i]);
+        out[4 + i] = f32::from_bits(hi[i]);
+        i += 1;
+    }
+    out
+}
+
+/// `a2[row] = act(h1[row] + gate_up_bias[e])`, with the gate/up layout and activation the
+/// params name. [`row_blocks`]`(I)` blocks per permuted row, [`MOE_VECTOR`] outputs per thread.
+///
+/// # Safety
+/// Pointers and shapes as documented on [`MoeParams`]; `inter % MOE_VECTOR == 0`.
 pub unsafe fn activate(p: &MoeParams) {
     // SAFETY: the launcher checked every buffer against the shapes in `p` (this function's contract), and every index read from device data is clamped to its range before it addresses memory.
     unsafe {
-        let row = block_idx() as usize;
         let inter = p.inter as usize;
-        if row >= p.tokens as usize * p.top_k as usize {
+        let (row, j0) = row_and_column(inter);
+        let rows = p.tokens as usize * p.top_k as usize;
+        if row >= rows || j0 >= inter {
             return;
         }
         // Clamped: whatever the routing buffers hold, the assignment and expert are in range.
-        let rows = p.tokens as usize * p.top_k as usize;
         let a = (ld_global_nc_u32(p.perm_src + 4 * row as u64) as usize).min(rows - 1);
         let e = (ld_global_nc_u32(p.topk_ids + 4 * a as u64) as usize).min(p.experts as usize - 1);
-        let mut j = thread_idx() as usize;
-        while j < inter {
-            let (gi, ui) = if p.gate_up_layout == gate_up::INTERLEAVED { (2 * j, 2 * j + 1) } else { (j, inter + j) };
-            let load = |i: usize| {
-                bf16_to_f32(ld_global_nc_u16(p.h1 + 2 * (row * 2 * inter + i) as u64))
-                    + f32::from_bits(ld_global_nc_u32(p.gate_up_bias + 4 * (e * 2 * inter + i) as u64))
-            };
-            let (gate, up) = (load(gi), load(ui));
-            let y = if p.activation == activation::GPT_OSS {
-                let gate = gate.min(p.limit);
-                let up = up.max(-p.limit).min(p.limit);
+        let h1 = p.h1 + 2 * (row * 2 * inter) as u64;
+        let bias = p.gate_up_bias + 4 * (e * 2 * inter) as u64;
+        // Gate and up of outputs j0..j0 + 8: interleaved, 16 consecutive values (gate, up, …);
+        // concatenated, 8 gates at j0 and 8 ups at I + j0.
+        let (mut gate, mut up) = ([0.0f32; 8], [0.0f32; 8]);
+        if p.gate_up_layout == gate_up::INTERLEAVED {
+            let first = unpack8(ld_global_nc_v4(h1 + 2 * (2 * j0) as u64));
+            let second = unpack8(ld_global_nc_v4(h1 + 2 * (2 * j0 + 8) as u64));
+            let (b0, b1) = (load_f32x8(bias + 4 * (2 * j0) as u64), load_f32x8(bias + 4 * (2 * j0 + 8) as u64));
+            let mut i = 0;
+            while i < 4 {
+                gate[i] = first[2 * i] + b0[2 * i];
+                up[i] = first[2 * i + 1] + b0[2 * i + 1];
+                gate[4 + i] = second[2 * i] + b1[2 * i];
+                up[4 + i] = second[2 * i + 1] + b1[2 * i + 1];
+                i += 1;
+            }
+        } else {
+            let g = unpack8(ld_global_nc_v4(h1 + 2 * j0 as u64));
+            let u = unpack8(ld_global_nc_v4(h1 + 2 * (inter + j0) as u64));
+            let (bg, bu) = (load_f32x8(bias + 4 * j0 as u64), load_f32x8(bias + 4 * (inter + j0) as u64));
+            let mut i = 0;
+            while i < 8 {
+                gate[i] = g[i] + bg[i];
+                up[i] = u[i] + bu[i];
+                i += 1;
+            }
+        }
+        let mut y = [0u32; 4];
+        let mut i = 0;
+        while i < 8 {
+            let v = if p.activation == activation::GPT_OSS {
+                let gate = gate[i].min(p.limit);
+                let up = up[i].max(-p.limit).min(p.limit);
                 (up + 1.0) * gate / (1.0 + exp_approx(-p.alpha * gate))
             } else {
-                up * gate / (1.0 + exp_approx(-gate))
+                up[i] * gate[i] / (1.0 + exp_approx(-gate[i]))
             };
-            st_global_u16(p.a2 + 2 * (row * inter + j) as u64, f32_to_bf16(y));
-            j += MOE_BLOCK;
+            y[i / 2] |= f32_to_bf16(v) << (16 * (i % 2));
+            i += 1;
         }
+        st_global_v4(p.a2 + 2 * (row * inter + j0) as u64, y);
     }
 }
 
 /// `out[t] = Σ_r topk_w[t][r] · (h2[perm_dst[t·k+r]] + down_bias[e_r])`, summed in f32 in
-/// the order r = 0..k. One block per token.
+/// the order r = 0..k. [`row_blocks`]`(H)` blocks per token, [`MOE_VECTOR`] outputs per thread.
 ///
 /// # Safety
-/// Pointers and shapes as documented on [`MoeParams`].
+/// Pointers and shapes as documented on [`MoeParams`]; `hidden % MOE_VECTOR == 0`.
 pub unsafe fn combine(p: &MoeParams) {
     // SAFETY: the launcher checked every buffer against the shapes in `p` (this function's contract), and every index read from device data is clamped to its range before it addresses memory.
     unsafe {
-        let t = block_idx() as usize;
         let (hidden, k) = (p.hidden as usize, p.top_k as usize);
-        if t >= p.tokens as usize {
+        let (t, h0) = row_and_column(hidden);
+        if t >= p.tokens as usize || h0 >= hidden {
             return;
         }
         let rows = p.tokens as usize * k;
-        let mut h = thread_idx() as usize;
-        while h < hidden {
-            let mut acc = 0.0f32;
-            let mut r = 0;
-            while r < k {
-                let a = t * k + r;
-                // Clamped: whatever the routing buffers hold, the row and expert are in range.
-                let row = (ld_global_nc_u32(p.perm_dst + 4 * a as u64) as usize).min(rows - 1);
-                let e = (ld_global_nc_u32(p.topk_ids + 4 * a as u64) as usize).min(p.experts as usize - 1);
-                let w = f32::from_bits(ld_global_nc_u32(p.topk_w + 4 * a as u64));
-                let v = bf16_to_f32(ld_global_nc_u16(p.h2 + 2 * (row * hidden + h) as u64))
-                    + f32::from_bits(ld_global_nc_u32(p.down_bias + 4 * (e * hidden + h) as u64));
-                acc += w * v;
-                r += 1;
+        let mut acc = [0.0f32; 8];
+        let mut r = 0;
+        while r < k {
+            let a = t * k + r;
+            // Clamped: whatever the routing buffers hold, the row and expert are in range.
+            let row = (ld_global_nc_u32(p.perm_dst + 4 * a as u64) as usize).min(rows - 1);
+            let e = (ld_global_nc_u32(p.topk_ids + 4 * a as u64) as usize).min(p.experts as usize - 1);
+            let w = f32::from_bits(ld_global_nc_u32(p.topk_w + 4 * a as u64));
+            let v = unpack8(ld_global_nc_v4(p.h2 + 2 * (row * hidden + h0) as u64));
+            let b = load_f32x8(p.down_bias + 4 * (e * hidden + h0) as u64);
+            let mut i = 0;
+            while i < 8 {
+                acc[i] += w * (v[i] + b[i]);
+                i += 1;
             }
-            st_global_u16(p.out + 2 * (t * hidden + h) as u64, f32_to_bf16(acc));
-            h += MOE_BLOCK;
+            r += 1;
         }
+        let mut out = [0u32; 4];
+        let mut i = 0;
+        while i < 8 {
+            out[i / 2] |= f32_to_bf16(acc[i]) << (16 * (i % 2));
+            i += 1;
+        }
+        st_global_v4(p.out + 2 * (t * hidden + h0) as u64, out);
     }
 }
 

@@ -326,32 +326,6 @@ pub unsafe fn st_global_v4(addr: u64, v: [u32; 4]) {
     }
 }
 
-/// `ld.global.nc.u16`, zero-extended.
-///
-/// # Safety
-/// `addr` must be a 2-byte aligned global address that no thread writes during the kernel.
-#[inline(always)]
-pub unsafe fn ld_global_nc_u16(addr: u64) -> u32 {
-    // SAFETY: the caller upholds this function's `# Safety` contract, which is the instruction's.
-    unsafe {
-        let v: u32;
-        asm!("{{ .reg .b16 h; ld.global.nc.u16 h, [{1}]; cvt.u32.u16 {0}, h; }}", out(reg32) v, in(reg64) addr);
-        v
-    }
-}
-
-/// `st.global.u16` of the low half of `v`.
-///
-/// # Safety
-/// `addr` must be a 2-byte aligned writable global address.
-#[inline(always)]
-pub unsafe fn st_global_u16(addr: u64, v: u32) {
-    // SAFETY: the caller upholds this function's `# Safety` contract, which is the instruction's.
-    unsafe {
-        asm!("{{ .reg .b16 h; cvt.u16.u32 h, {1}; st.global.u16 [{0}], h; }}", in(reg64) addr, in(reg32) v);
-    }
-}
-
 /// `st.global.u8` of the low byte of `v`.
 ///
 /// # Safety
