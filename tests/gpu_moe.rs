@@ -138,6 +138,10 @@ fn gpt_oss_style_layer_matches_the_reference() {
     check_layer("gpt-oss-like, decode batch", &gpt_oss_like(32), 8, None, Some(101376));
     check_layer("gpt-oss-like, prefill", &gpt_oss_like(32), 300, None, None);
     check_layer("gpt-oss-like, all tokens on expert 5", &gpt_oss_like(16), 40, Some(5), Some(101376));
+    // 2 tokens · top-4 = 8 assignments: the most the one-launch routing takes; 3 tokens do not.
+    check_layer("gpt-oss-like, one-launch routing at its limit", &gpt_oss_like(128), 2, None, None);
+    check_layer("gpt-oss-like, one past it", &gpt_oss_like(128), 3, None, None);
+    check_layer("gpt-oss-like, one token, one-launch routing", &gpt_oss_like(128), 1, None, None);
 }
 
 #[test]

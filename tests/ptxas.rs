@@ -95,7 +95,8 @@ fn assemble(ptxas: &PathBuf, arch: Arch, ptx: &str, file: &std::path::Path) -> R
     }
 }
 
-const MOE_KERNELS: [&str; 8] = ["router", "topk", "count", "scatter", "gather", "activate", "combine", "fill"];
+const MOE_KERNELS: [&str; 9] =
+    ["router", "topk", "route_small", "count", "scatter", "gather", "activate", "combine", "fill"];
 
 #[test]
 fn moe_and_weight_kernels_assemble_without_spills() {

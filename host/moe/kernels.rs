@@ -11,7 +11,9 @@ use std::sync::Arc;
 use cudarc::driver::{CudaContext, CudaFunction, CudaSlice, CudaStream, DevicePtr, DevicePtrMut, DeviceSlice};
 use cudarc::nvrtc::Ptx;
 use half::bf16;
-use stagefit_kernels::params::{row_blocks, FillParams, MoeParams, MOE_BLOCK, MOE_SCRATCH_BYTES};
+use stagefit_kernels::params::{
+    row_blocks, FillParams, MoeParams, MOE_BLOCK, MOE_SCRATCH_BYTES, ROUTE_SCRATCH_BYTES, SMALL_ROUTE_ROWS,
+};
 
 use crate::embedded::moe_module_ptx;
 use crate::error::{DriverContext, Error, Result};
@@ -27,6 +29,8 @@ enum MoeOp {
     Router,
     /// One warp per token.
     TopK,
+    /// The router's grid; its last block routes, sorts and gathers (T·k ≤ `SMALL_ROUTE_ROWS`).
+    RouteSmall,
     /// One block per expert.
     Count,
     /// One block per expert.
@@ -40,13 +44,22 @@ enum MoeOp {
 }
 
 impl MoeOp {
-    const ALL: [MoeOp; 7] =
-        [MoeOp::Router, MoeOp::TopK, MoeOp::Count, MoeOp::Scatter, MoeOp::Gather, MoeOp::Activate, MoeOp::Combine];
+    const ALL: [MoeOp; 8] = [
+        MoeOp::Router,
+        MoeOp::TopK,
+        MoeOp::RouteSmall,
+        MoeOp::Count,
+        MoeOp::Scatter,
+        MoeOp::Gather,
+        MoeOp::Activate,
+        MoeOp::Combine,
+    ];
 
     fn entry(self) -> &'static str {
         match self {
             MoeOp::Router => "stagefit_moe_router",
             MoeOp::TopK => "stagefit_moe_topk",
+            MoeOp::RouteSmall => "stagefit_moe_route_small",
             MoeOp::Count => "stagefit_moe_count",
             MoeOp::Scatter => "stagefit_moe_scatter",
             MoeOp::Gather => "stagefit_moe_gather",
@@ -62,6 +75,7 @@ impl MoeOp {
         let (blocks, shared_bytes) = match self {
             MoeOp::Router => ((t * e).div_ceil(warps_per_block), 0),
             MoeOp::TopK => (t.div_ceil(warps_per_block), 0),
+            MoeOp::RouteSmall => ((t * e).div_ceil(warps_per_block), ROUTE_SCRATCH_BYTES),
             MoeOp::Count | MoeOp::Scatter => (e, MOE_SCRATCH_BYTES),
             MoeOp::Gather => (t * k, 0),
             MoeOp::Activate => (t * k * row_blocks(p.inter as usize), 0),
@@ -212,6 +226,91 @@ impl MoeKernels {
         let p = MoeParams { logits, topk_ids, topk_w, ..s.base };
         // SAFETY: the lengths were checked above; the guards hold the buffers.
         unsafe { self.launch(stream, MoeOp::TopK, p) }
+    }
+
+    /// Whether `forward` routes `s`'s batch with [`MoeKernels::route_small`] (at most
+    /// `SMALL_ROUTE_ROWS` assignments).
+    pub(crate) fn routes_small(s: &MoeShape) -> bool {
+        let (t, _, k, _, _) = s.dims();
+        times(t, k) <= SMALL_ROUTE_ROWS
+    }
+
+    /// Router, top-k, the permutation and the gather of a small batch in one launch (see
+    /// [`MoeKernels::routes_small`]): the same results as [`MoeKernels::router`],
+    /// [`MoeKernels::top_k`], [`MoeKernels::permute`] and [`MoeKernels::gather`]. `counter` is
+    /// the kernel's block counter: 0 before the launch, and again after it.
+    #[allow(clippy::too_many_arguments)]
+    pub(crate) fn route_small(
+        &self,
+        stream: &Arc<CudaStream>,
+        s: &MoeShape,
+        (x, router, router_bias): (&impl DevicePtr<bf16>, &impl DevicePtr<bf16>, &impl DevicePtr<f32>),
+        (logits, topk_ids, topk_w): (
+            &mut impl DevicePtrMut<f32>,
+            &mut impl DevicePtrMut<u32>,
+            &mut impl DevicePtrMut<f32>,
+        ),
+        (counts, offsets, perm_src, perm_dst): (
+            &mut impl DevicePtrMut<u32>,
+            &mut impl DevicePtrMut<u32>,
+            &mut impl DevicePtrMut<u32>,
+            &mut impl DevicePtrMut<u32>,
+        ),
+        a_perm: &mut impl DevicePtrMut<bf16>,
+        counter: &mut impl DevicePtrMut<u32>,
+    ) -> Result<()> {
+        let (t, e, k, h, _) = s.dims();
+        let rows = times(t, k);
+        if rows > SMALL_ROUTE_ROWS {
+            return Err(Error::Shape {
+                what: "tokens",
+                value: t,
+                requirement: "tokens · top_k at most SMALL_ROUTE_ROWS here",
+            });
+        }
+        holds(stream, "x", times(t, h), x)?;
+        holds(stream, "router", times(e, h), router)?;
+        holds(stream, "router_bias", e, router_bias)?;
+        holds(stream, "logits", times(t, e), logits)?;
+        holds(stream, "topk_ids", rows, topk_ids)?;
+        holds(stream, "topk_w", rows, topk_w)?;
+        holds(stream, "counts", e, counts)?;
+        holds(stream, "offsets", e + 1, offsets)?;
+        holds(stream, "perm_src", rows, perm_src)?;
+        holds(stream, "perm_dst", rows, perm_dst)?;
+        holds(stream, "a_perm", times(rows, h), a_perm)?;
+        holds(stream, "counter", 1, counter)?;
+        let (x, _g0) = x.device_ptr(stream);
+        let (router_w, _g1) = router.device_ptr(stream);
+        let (router_b, _g2) = router_bias.device_ptr(stream);
+        let (logits, _g3) = logits.device_ptr_mut(stream);
+        let (topk_ids, _g4) = topk_ids.device_ptr_mut(stream);
+        let (topk_w, _g5) = topk_w.device_ptr_mut(stream);
+        let (counts, _g6) = counts.device_ptr_mut(stream);
+        let (offsets, _g7) = offsets.device_ptr_mut(stream);
+        let (perm_src, _g8) = perm_src.device_ptr_mut(stream);
+        let (perm_dst, _g9) = perm_dst.device_ptr_mut(stream);
+        let (a_perm, _g10) = a_perm.device_ptr_mut(stream);
+        let (counter, _g11) = counter.device_ptr_mut(stream);
+        let p = MoeParams {
+            x,
+            router_w,
+            router_b,
+            logits,
+            topk_ids,
+            topk_w,
+            counts,
+            offsets,
+            perm_src,
+            perm_dst,
+            a_perm,
+            counter,
+            ..s.base
+        };
+        // SAFETY: the lengths were checked above (T·k within the kernel's limit); the guards
+        // hold the buffers; the counter is 0 between launches (allocated zeroed, reset by the
+        // last block of every launch, and launches on one stream do not overlap).
+        unsafe { self.launch(stream, MoeOp::RouteSmall, p) }
     }
 
     /// The stable permutation of assignments by expert: `counts`, `offsets` (the grouped

@@ -66,6 +66,8 @@ pub struct MoeWorkspace {
     logits: CudaSlice<f32>,
     topk_ids: CudaSlice<u32>,
     topk_w: CudaSlice<f32>,
+    /// The small-batch routing kernel's block counter (0 between launches).
+    counter: CudaSlice<u32>,
     /// What the layer's steps after routing use.
     rest: ExpertBuffers,
 }
@@ -257,10 +259,25 @@ impl MoeEngine {
         let c = &layer.config;
         check_call(c, tokens, x, out, ws)?;
         let (k, s) = (&self.kernels, MoeShape::new(c, tokens));
-        // 1. Router logits. 2. Top-k experts and combine weights.
-        k.router(stream, &s, x, &layer.router, &layer.router_bias, &mut ws.logits)?;
-        k.top_k(stream, &s, &ws.logits, &mut ws.topk_ids, &mut ws.topk_w)?;
-        self.experts(stream, layer, x, (&ws.topk_ids, &ws.topk_w), tokens, out, &mut ws.rest, choice, input_checks)
+        // 1. Router logits. 2. Top-k experts and combine weights. 3. Assignments sorted by
+        // expert. 4. Input rows gathered in that order. A small batch does all four in one launch.
+        if MoeKernels::routes_small(&s) {
+            let r = &mut ws.rest;
+            k.route_small(
+                stream,
+                &s,
+                (x, &layer.router, &layer.router_bias),
+                (&mut ws.logits, &mut ws.topk_ids, &mut ws.topk_w),
+                (&mut r.counts, &mut r.offsets, &mut r.perm_src, &mut r.perm_dst),
+                &mut r.a_perm,
+                &mut ws.counter,
+            )?;
+        } else {
+            k.router(stream, &s, x, &layer.router, &layer.router_bias, &mut ws.logits)?;
+            k.top_k(stream, &s, &ws.logits, &mut ws.topk_ids, &mut ws.topk_w)?;
+            ws.rest.permute_and_gather(k, stream, &s, x, &ws.topk_ids)?;
+        }
+        self.experts(stream, layer, (&ws.topk_ids, &ws.topk_w), tokens, out, &mut ws.rest, choice, input_checks)
     }
 
     /// `out = MoE(x)` for `tokens` rows of `x` with the caller's routing: `topk_ids`
@@ -297,19 +314,20 @@ impl MoeEngine {
                 return Err(Error::ExpertId { index, expert, experts: c.experts });
             }
         }
+        let s = MoeShape::new(c, tokens);
+        ws.rest.permute_and_gather(&self.kernels, stream, &s, x, topk_ids)?;
         let checks = self.gemm.input_checks();
-        self.experts(stream, layer, x, (topk_ids, topk_weights), tokens, out, &mut ws.rest, choice, checks)
+        self.experts(stream, layer, (topk_ids, topk_weights), tokens, out, &mut ws.rest, choice, checks)
     }
 
-    /// The layer after routing: assignments sorted by expert, gate/up, activation, down and the
-    /// weighted combine (shapes and the workspace checked by the caller; the grouped GEMMs'
-    /// device-data checks as `input_checks` says).
+    /// The layer after routing and the gather: gate/up, activation, down and the weighted
+    /// combine (shapes and the workspace checked by the caller; the grouped GEMMs' device-data
+    /// checks as `input_checks` says).
     #[allow(clippy::too_many_arguments)]
     fn experts(
         &self,
         stream: &Arc<CudaStream>,
         layer: &MoeLayer,
-        x: &impl DevicePtr<bf16>,
         (topk_ids, topk_w): (&impl DevicePtr<u32>, &impl DevicePtr<f32>),
         tokens: usize,
         out: &mut impl DevicePtrMut<bf16>,
@@ -318,9 +336,6 @@ impl MoeEngine {
         input_checks: bool,
     ) -> Result<ForwardVariants> {
         let (k, s, rows) = (&self.kernels, MoeShape::new(&layer.config, tokens), tokens * layer.config.top_k);
-        // 3. Assignments sorted by expert. 4. Input rows gathered in that order.
-        k.permute(stream, &s, topk_ids, &mut ws.counts, &mut ws.offsets, &mut ws.perm_src, &mut ws.perm_dst)?;
-        k.gather(stream, &s, x, &ws.perm_src, &mut ws.a_perm)?;
         // 5. Gate/up projection, one group per expert.
         let gate_up = self.gemm.run_with(
             stream,
@@ -350,6 +365,22 @@ impl MoeEngine {
         )?;
         k.combine(stream, &s, &ws.h2, &ws.perm_dst, topk_ids, topk_w, &layer.down_bias, out)?;
         Ok(ForwardVariants { gate_up, down })
+    }
+}
+
+impl ExpertBuffers {
+    /// Steps 3 and 4 for the routing `topk_ids`: assignments sorted by expert, and the input
+    /// rows gathered in that order.
+    fn permute_and_gather(
+        &mut self,
+        k: &MoeKernels,
+        stream: &Arc<CudaStream>,
+        s: &MoeShape,
+        x: &impl DevicePtr<bf16>,
+        topk_ids: &impl DevicePtr<u32>,
+    ) -> Result<()> {
+        k.permute(stream, s, topk_ids, &mut self.counts, &mut self.offsets, &mut self.perm_src, &mut self.perm_dst)?;
+        k.gather(stream, s, x, &self.perm_src, &mut self.a_perm)
     }
 }
 
@@ -412,6 +443,7 @@ impl MoeWorkspace {
             logits: alloc_f32(n.logits)?,
             topk_ids: alloc_u32(n.rows)?,
             topk_w: alloc_f32(n.rows)?,
+            counter: alloc_u32(1)?,
             rest: ExpertBuffers {
                 counts: alloc_u32(n.counts)?,
                 offsets: alloc_u32(n.offsets)?,

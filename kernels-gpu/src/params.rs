@@ -101,6 +101,8 @@ pub struct MoeParams {
     pub down_bias: u64,
     /// bf16 `[T, H]` output.
     pub out: u64,
+    /// u32 block counter of the small-batch routing kernel (workspace; 0 between launches).
+    pub counter: u64,
     /// T.
     pub tokens: u32,
     /// E.
@@ -129,6 +131,16 @@ pub const MAX_TOP_K: usize = 8;
 pub const MAX_EXPERTS: usize = 256;
 /// Threads per block of every MoE-layer kernel.
 pub const MOE_BLOCK: usize = 256;
+/// Most assignments (tokens · top_k) routed by the one-launch small-batch kernel. Its last block
+/// does every token's top-k and the gather alone, which beats the five separate kernels only for
+/// the fewest rows: on the H100 (gpt-oss, decode in a graph) it is 3-6 % faster at 4 and 8
+/// assignments, even at 12, and slower from 16 (`docs/perf-notes.md` v8).
+pub const SMALL_ROUTE_ROWS: usize = 8;
+const _: () = assert!(SMALL_ROUTE_ROWS <= MOE_BLOCK);
+/// Dynamic shared memory of the small-batch routing kernel: the last-block flag, then the ids,
+/// each expert's count and first row, and each row's assignment.
+pub const ROUTE_SCRATCH_BYTES: usize = 4 * (1 + 2 * SMALL_ROUTE_ROWS + 2 * MAX_EXPERTS);
+
 /// Consecutive elements one thread of the `activate` and `combine` kernels computes (one
 /// 16-byte load of bf16s).
 pub const MOE_VECTOR: usize = 8;

@@ -63,6 +63,7 @@ macro_rules! moe_entry_points {
 moe_entry_points!(
     router => crate::params::MoeParams,
     topk => crate::params::MoeParams,
+    route_small => crate::params::MoeParams,
     count => crate::params::MoeParams,
     scatter => crate::params::MoeParams,
     gather => crate::params::MoeParams,

@@ -1,8 +1,11 @@
 //! The MoE-layer kernels around the grouped GEMMs: router, top-k, the stable permutation of
-//! assignments by expert, gather, activation, weighted combine, and a random fill for
-//! synthetic weights. All use [`MOE_BLOCK`] threads per block and read [`MoeParams`].
+//! assignments by expert, gather (or all four in one launch for a small batch:
+//! [`route_small`]), activation, weighted combine, and a random fill for synthetic weights. All
+//! use [`MOE_BLOCK`] threads per block and read [`MoeParams`].
 //!
-//! Every kernel is deterministic: no atomics, fixed summation orders. Every index read from
+//! Every kernel is deterministic: fixed summation orders, and no atomic in any result (the one
+//! atomic, `route_small`'s block counter, only picks which block does the last part, which any
+//! block would do the same). Every index read from
 //! device data (expert ids, permuted rows, assignments) is clamped to its range before it
 //! addresses memory, so no buffer contents take a kernel outside the buffers its launcher
 //! checked (`host/moe/kernels.rs`).
@@ -11,7 +14,7 @@ use super::ptx::*;
 use crate::layout::RegionAligned;
 use crate::params::{
     activation, gate_up, row_blocks, FillParams, MoeParams, MAX_EXPERTS, MAX_TOP_K, MOE_BLOCK, MOE_SCRATCH_BYTES,
-    MOE_VECTOR,
+    MOE_VECTOR, SMALL_ROUTE_ROWS,
 };
 use crate::routing::{key_logit, rank_key, ABSENT};
 
@@ -57,9 +60,19 @@ fn unpack(w: u32) -> (f32, f32) {
 /// # Safety
 /// Pointers and shapes as documented on [`MoeParams`]; `hidden % 8 == 0`.
 pub unsafe fn router(p: &MoeParams) {
+    let (warp, lane) = global_warp();
+    // SAFETY: this function's contract.
+    unsafe { router_logit(p, warp, lane) }
+}
+
+/// The logit of (token, expert) number `warp` (token-major), by one warp; nothing past T·E.
+///
+/// # Safety
+/// As [`router`].
+#[inline(always)]
+unsafe fn router_logit(p: &MoeParams, warp: usize, lane: usize) {
     // SAFETY: the launcher checked every buffer against the shapes in `p` (this function's contract), and every index read from device data is clamped to its range before it addresses memory.
     unsafe {
-        let (warp, lane) = global_warp();
         let (experts, hidden) = (p.experts as usize, p.hidden as usize);
         let (t, e) = (warp / experts.max(1), warp % experts.max(1));
         if t >= p.tokens as usize {
@@ -99,20 +112,31 @@ pub unsafe fn router(p: &MoeParams) {
 /// Pointers and shapes as documented on [`MoeParams`]; `experts <= 256`, `top_k <= 8`,
 /// `top_k <= experts`.
 pub unsafe fn topk(p: &MoeParams) {
+    let (t, lane) = global_warp();
+    if t < p.tokens as usize {
+        // SAFETY: this function's contract.
+        unsafe { topk_token(p, t, lane) }
+    }
+}
+
+/// Token `t`'s top-k experts and weights, by one warp. The logits are read from L2
+/// ([`ld_global_cg_u32`]), so they may have been written by other blocks of the same kernel
+/// (before a fence, as in [`route_small`]).
+///
+/// # Safety
+/// As [`topk`]; `t < tokens`.
+#[inline(always)]
+unsafe fn topk_token(p: &MoeParams, t: usize, lane: usize) {
     // SAFETY: the launcher checked every buffer against the shapes in `p` (this function's contract), and every index read from device data is clamped to its range before it addresses memory.
     unsafe {
-        let (t, lane) = global_warp();
         let (experts, k) = (p.experts as usize, p.top_k as usize);
-        if t >= p.tokens as usize {
-            return;
-        }
         const PER_LANE: usize = MAX_EXPERTS / 32;
         let mut keys = [ABSENT; PER_LANE];
         let mut j = 0;
         while j < PER_LANE {
             let e = lane + 32 * j;
             if e < experts {
-                keys[j] = rank_key(f32::from_bits(ld_global_nc_u32(p.logits + 4 * (t * experts + e) as u64)));
+                keys[j] = rank_key(f32::from_bits(ld_global_cg_u32(p.logits + 4 * (t * experts + e) as u64)));
             }
             j += 1;
         }
@@ -297,6 +321,113 @@ pub unsafe fn scatter(p: &MoeParams) {
             if e + 1 == p.experts as usize {
                 st_global_u32(p.offsets + 4 * (e + 1) as u64, first + n);
             }
+        }
+    }
+}
+
+/// Routing of a small batch in one launch: [`router`]'s grid computes the logits, and the last
+/// block to finish (counted in `p.counter`, which it resets to 0) makes the top-k of every token,
+/// the stable permutation of the T·k ≤ [`SMALL_ROUTE_ROWS`] assignments by a counting sort
+/// (`counts`, `offsets`, `perm_src`, `perm_dst` as [`count`] and [`scatter`] make them) and the
+/// gather. [`ROUTE_SCRATCH_BYTES`](crate::params::ROUTE_SCRATCH_BYTES) of dynamic shared memory. The same results, bit for bit, as
+/// the five kernels it replaces: no step depends on which block finishes last.
+///
+/// # Safety
+/// Pointers and shapes as documented on [`MoeParams`]; `tokens · top_k <= SMALL_ROUTE_ROWS`,
+/// `hidden % 8 == 0`; `counter` is 0 at launch.
+pub unsafe fn route_small(p: &MoeParams) {
+    let (warp, lane) = global_warp();
+    // SAFETY: this function's contract; the last block reads only what every block wrote
+    // before its fence, and every index it takes from device data is clamped.
+    unsafe {
+        router_logit(p, warp, lane);
+        // Publish this block's logits, then count the block in.
+        fence_gpu();
+        sync_threads();
+        let scratch = dynamic_smem_base::<RegionAligned>();
+        let tid = thread_idx() as usize;
+        if tid == 0 {
+            let before = atom_add_global_u32(p.counter, 1);
+            st_shared_u32(scratch, (before + 1 == grid_dim()) as u32);
+        }
+        sync_threads();
+        if ld_shared_u32(scratch) == 0 {
+            return;
+        }
+        fence_gpu();
+        // At least 1 (the host passes positive shapes): no division by zero is left to trap.
+        let (experts, k, tokens) = (p.experts as usize, (p.top_k as usize).max(1), p.tokens as usize);
+        let rows = tokens * k;
+        // 1. Every token's top-k, one warp per token.
+        let mut t = tid / 32;
+        while t < tokens {
+            topk_token(p, t, lane);
+            t += WARPS;
+        }
+        sync_threads();
+        // 2. The ids in shared memory, then each expert's count.
+        let ids = scratch + 4;
+        let counts = ids + 4 * SMALL_ROUTE_ROWS as u32;
+        let firsts = counts + 4 * MAX_EXPERTS as u32;
+        let sources = firsts + 4 * MAX_EXPERTS as u32;
+        if tid < rows {
+            let id = (ld_global_cg_u32(p.topk_ids + 4 * tid as u64) as usize).min(experts - 1);
+            st_shared_u32(ids + 4 * tid as u32, id as u32);
+        }
+        sync_threads();
+        let mut n = 0u32;
+        if tid < experts {
+            let mut a = 0;
+            while a < rows {
+                n += (ld_shared_u32(ids + 4 * a as u32) as usize == tid) as u32;
+                a += 1;
+            }
+            st_shared_u32(counts + 4 * tid as u32, n);
+            st_global_u32(p.counts + 4 * tid as u64, n);
+        }
+        sync_threads();
+        // 3. Each expert's first row: the counts before it.
+        if tid < experts {
+            let mut first = 0u32;
+            let mut e = 0;
+            while e < tid {
+                first += ld_shared_u32(counts + 4 * e as u32);
+                e += 1;
+            }
+            st_shared_u32(firsts + 4 * tid as u32, first);
+            st_global_u32(p.offsets + 4 * tid as u64, first);
+            if tid + 1 == experts {
+                st_global_u32(p.offsets + 4 * experts as u64, first + n);
+            }
+        }
+        sync_threads();
+        // 4. Each assignment's row: its expert's first row plus the earlier assignments to it.
+        if tid < rows {
+            let id = ld_shared_u32(ids + 4 * tid as u32);
+            let mut rank = 0u32;
+            let mut a = 0;
+            while a < tid {
+                rank += (ld_shared_u32(ids + 4 * a as u32) == id) as u32;
+                a += 1;
+            }
+            let row = ((ld_shared_u32(firsts + 4 * id) + rank) as usize).min(rows - 1);
+            st_shared_u32(sources + 4 * row as u32, tid as u32);
+            st_global_u32(p.perm_src + 4 * row as u64, tid as u32);
+            st_global_u32(p.perm_dst + 4 * tid as u64, row as u32);
+        }
+        sync_threads();
+        // 5. The gather: a_perm[row] = x[token of row], 16 bytes per step.
+        let per_row = (p.hidden as usize / 8).max(1);
+        let mut i = tid;
+        while i < rows * per_row {
+            let (row, c) = (i / per_row, i % per_row);
+            let t = (ld_shared_u32(sources + 4 * row as u32) as usize / k).min(tokens - 1);
+            let v = ld_global_nc_v4(p.x + 2 * (t * per_row * 8 + c * 8) as u64);
+            st_global_v4(p.a_perm + 2 * (row * per_row * 8 + c * 8) as u64, v);
+            i += MOE_BLOCK;
+        }
+        if tid == 0 {
+            st_global_u32(p.counter, 0);
         }
     }
 }

@@ -191,6 +191,43 @@ pub unsafe fn ld_global_nc_u32(addr: u64) -> u32 {
     }
 }
 
+/// `ld.global.cg.u32`: a global load from L2, past the SM's L1, so that it sees what other
+/// blocks of the same kernel wrote before a fence that this thread's loads are ordered after.
+///
+/// # Safety
+/// `addr` must be a 4-byte aligned global address.
+#[inline(always)]
+pub unsafe fn ld_global_cg_u32(addr: u64) -> u32 {
+    // SAFETY: the caller upholds this function's `# Safety` contract, which is the instruction's.
+    unsafe {
+        let v: u32;
+        asm!("ld.global.cg.u32 {0}, [{1}];", out(reg32) v, in(reg64) addr);
+        v
+    }
+}
+
+/// `atom.global.add.u32`: adds `v` to the u32 at `addr`, returning the value before.
+///
+/// # Safety
+/// `addr` must be a 4-byte aligned writable global address.
+#[inline(always)]
+pub unsafe fn atom_add_global_u32(addr: u64, v: u32) -> u32 {
+    // SAFETY: the caller upholds this function's `# Safety` contract, which is the instruction's.
+    unsafe {
+        let old: u32;
+        asm!("atom.global.add.u32 {0}, [{1}], {2};", out(reg32) old, in(reg64) addr, in(reg32) v);
+        old
+    }
+}
+
+/// `fence.acq_rel.gpu`: this thread's memory accesses before it are ordered, for every thread of
+/// the GPU, before those after it.
+#[inline(always)]
+pub fn fence_gpu() {
+    // SAFETY: a fence touches no memory.
+    unsafe { asm!("fence.acq_rel.gpu;") };
+}
+
 /// `st.global.u32`.
 ///
 /// # Safety
