@@ -113,6 +113,11 @@ impl MoeShape {
         }
     }
 
+    /// Assignments (routed rows): T·k.
+    pub(crate) fn rows(&self) -> usize {
+        self.base.tokens as usize * self.base.top_k as usize
+    }
+
     fn dims(&self) -> (usize, usize, usize, usize, usize) {
         let p = &self.base;
         (p.tokens as usize, p.experts as usize, p.top_k as usize, p.hidden as usize, p.inter as usize)

@@ -277,7 +277,7 @@ impl MoeEngine {
             k.top_k(stream, &s, &ws.logits, &mut ws.topk_ids, &mut ws.topk_w)?;
             ws.rest.permute_and_gather(k, stream, &s, x, &ws.topk_ids)?;
         }
-        self.experts(stream, layer, (&ws.topk_ids, &ws.topk_w), tokens, out, &mut ws.rest, choice, input_checks)
+        self.experts(stream, layer, &s, (&ws.topk_ids, &ws.topk_w), out, &mut ws.rest, choice, input_checks)
     }
 
     /// `out = MoE(x)` for `tokens` rows of `x` with the caller's routing: `topk_ids`
@@ -302,22 +302,22 @@ impl MoeEngine {
     ) -> Result<ForwardVariants> {
         let c = &layer.config;
         check_call(c, tokens, x, out, ws)?;
-        let rows = tokens * c.top_k;
+        let s = MoeShape::new(c, tokens);
+        let rows = s.rows();
         for (buffer, actual) in [("topk_ids", topk_ids.len()), ("topk_weights", topk_weights.len())] {
             if actual < rows {
                 return Err(Error::BufferTooSmall { buffer, needed: rows, actual });
             }
         }
-        if self.gemm.input_checks() {
+        let checks = self.gemm.input_checks();
+        if checks {
             let ids = stream.clone_dtoh(topk_ids).during("reading the routing back")?;
             if let Some((index, &expert)) = ids[..rows].iter().enumerate().find(|(_, &id)| id as usize >= c.experts) {
                 return Err(Error::ExpertId { index, expert, experts: c.experts });
             }
         }
-        let s = MoeShape::new(c, tokens);
         ws.rest.permute_and_gather(&self.kernels, stream, &s, x, topk_ids)?;
-        let checks = self.gemm.input_checks();
-        self.experts(stream, layer, (topk_ids, topk_weights), tokens, out, &mut ws.rest, choice, checks)
+        self.experts(stream, layer, &s, (topk_ids, topk_weights), out, &mut ws.rest, choice, checks)
     }
 
     /// The layer after routing and the gather: gate/up, activation, down and the weighted
@@ -328,14 +328,14 @@ impl MoeEngine {
         &self,
         stream: &Arc<CudaStream>,
         layer: &MoeLayer,
+        s: &MoeShape,
         (topk_ids, topk_w): (&impl DevicePtr<u32>, &impl DevicePtr<f32>),
-        tokens: usize,
         out: &mut impl DevicePtrMut<bf16>,
         ws: &mut ExpertBuffers,
         choice: TacticChoice<'_>,
         input_checks: bool,
     ) -> Result<ForwardVariants> {
-        let (k, s, rows) = (&self.kernels, MoeShape::new(&layer.config, tokens), tokens * layer.config.top_k);
+        let (k, rows) = (&self.kernels, s.rows());
         // 5. Gate/up projection, one group per expert.
         let gate_up = self.gemm.run_with(
             stream,
@@ -350,7 +350,7 @@ impl MoeEngine {
             input_checks,
         )?;
         // 6. Activation. 7. Down projection. 8. Weighted combine back into token order.
-        k.activate(stream, &s, &ws.h1, &ws.perm_src, topk_ids, &layer.gate_up_bias, &mut ws.a2)?;
+        k.activate(stream, s, &ws.h1, &ws.perm_src, topk_ids, &layer.gate_up_bias, &mut ws.a2)?;
         let down = self.gemm.run_with(
             stream,
             GroupedGemmArgs {
@@ -363,7 +363,7 @@ impl MoeEngine {
             choice,
             input_checks,
         )?;
-        k.combine(stream, &s, &ws.h2, &ws.perm_dst, topk_ids, topk_w, &layer.down_bias, out)?;
+        k.combine(stream, s, &ws.h2, &ws.perm_dst, topk_ids, topk_w, &layer.down_bias, out)?;
         Ok(ForwardVariants { gate_up, down })
     }
 }
