@@ -130,10 +130,13 @@ pub enum Error {
         /// Minor compute capability.
         minor: u32,
     },
-    /// A checkpoint tensor that is missing, misshapen, of the wrong dtype, or unreadable.
-    #[error("checkpoint tensor `{tensor}`: {problem}")]
+    /// A checkpoint file, config key or tensor that is missing, misshapen, of the wrong dtype,
+    /// or unreadable.
+    #[error("checkpoint {file}: `{tensor}`: {problem}")]
     Checkpoint {
-        /// The tensor's name (or `<file>` when the file itself is unreadable).
+        /// The file (a shard, the index, `config.json`, or the directory).
+        file: String,
+        /// The tensor's name, the config key, or `<file>` when the file itself is the problem.
         tensor: String,
         /// What is wrong with it.
         problem: String,

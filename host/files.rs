@@ -18,3 +18,15 @@ pub(crate) fn open_regular_file(path: &Path) -> std::result::Result<std::fs::Fil
         Err(e) => Err(format!("{}: {e}", path.display())),
     }
 }
+
+/// Reads `path` (a regular file of at most `limit` bytes) as UTF-8 text.
+pub(crate) fn read_small_text(path: &Path, limit: u64) -> std::result::Result<String, String> {
+    use std::io::Read;
+    let file = open_regular_file(path)?;
+    let mut text = String::new();
+    file.take(limit + 1).read_to_string(&mut text).map_err(|e| format!("{}: {e}", path.display()))?;
+    if text.len() as u64 > limit {
+        return Err(format!("{}: larger than {limit} bytes", path.display()));
+    }
+    Ok(text)
+}

@@ -2,9 +2,15 @@
 //! and budget (written by `stagefit tune`), which selection prefers
 //! for [`crate::TacticChoice::Auto`].
 //!
-//! A cache is valid only for the device name, compute capability, driver version and
-//! shared-memory limit it was made with ([`TuneCache::fits`]). Entries are keyed by format,
-//! experts, N, K and the row count rounded up to a power of two.
+//! A cache applies to the device name, compute capability and shared-memory limit it was made
+//! with ([`TuneCache::compatibility`]); one made under another driver version still applies,
+//! with a warning. Entries are keyed by format, experts, N, K and the row count rounded up to a
+//! power of two; a problem whose bucket was not measured takes the nearest measured bucket of
+//! the same format, experts, N and K.
+//!
+//! The crate ships the caches measured on the project's devices ([`TuneCache::shipped`]):
+//! a [`crate::GroupedGemm`] on such a device, at the limit the cache was made for, uses it
+//! unless told otherwise.
 
 use std::path::Path;
 
@@ -87,23 +93,68 @@ impl TuneCache {
         }
     }
 
-    /// Whether the cache was made on this device, driver and limit.
-    pub fn fits(&self, device: &DeviceInfo, smem_limit: usize) -> bool {
-        self.device == device.name
-            && self.compute_capability == device.compute_capability
-            && self.driver_version == device.driver_version
-            && self.smem_limit == smem_limit
+    /// Whether the cache applies to `device` at `smem_limit`.
+    pub fn compatibility(&self, device: &DeviceInfo, smem_limit: usize) -> Compatibility {
+        if self.device != device.name || self.compute_capability != device.compute_capability {
+            Compatibility::OtherDevice
+        } else if self.smem_limit != smem_limit {
+            Compatibility::OtherLimit
+        } else if self.driver_version != device.driver_version {
+            Compatibility::OtherDriver
+        } else {
+            Compatibility::Same
+        }
     }
 
-    /// The tuned (tactic, STAGES) for a problem, if any.
+    /// The cache's device, compute capability, driver and limit, for messages.
+    pub fn made_for(&self) -> String {
+        format!(
+            "{} (cc {}.{}, driver {}) at a {}-byte limit",
+            self.device, self.compute_capability.0, self.compute_capability.1, self.driver_version, self.smem_limit
+        )
+    }
+
+    /// The shipped cache for `device` at `smem_limit`, if the project measured one
+    /// ([`SHIPPED_CACHES`]).
+    pub fn shipped(device: &DeviceInfo, smem_limit: usize) -> Option<TuneCache> {
+        SHIPPED_CACHES
+            .iter()
+            .map(|(name, text)| {
+                let cache: TuneCache =
+                    serde_json::from_str(text).unwrap_or_else(|e| panic!("shipped cache {name}: {e}"));
+                cache
+            })
+            .find(|cache| cache.compatibility(device, smem_limit).applies())
+    }
+
+    /// Adds `other`'s entries, each replacing an entry of the same problem; `other` must be
+    /// for the same device, compute capability and limit (the newer driver version is kept).
+    pub fn merge(&mut self, other: TuneCache) -> std::result::Result<(), String> {
+        if (&self.device, self.compute_capability, self.smem_limit)
+            != (&other.device, other.compute_capability, other.smem_limit)
+        {
+            return Err(format!("made for {}, not {}", self.made_for(), other.made_for()));
+        }
+        self.driver_version = self.driver_version.max(other.driver_version);
+        for entry in other.entries {
+            match self.entries.iter_mut().find(|e| e.key() == entry.key()) {
+                Some(old) => *old = entry,
+                None => self.entries.push(entry),
+            }
+        }
+        Ok(())
+    }
+
+    /// The tuned (tactic, STAGES) for a problem: the entry of its rows bucket, else of the
+    /// nearest measured bucket (by ratio; the smaller of two equally near) of the same format,
+    /// experts, N and K.
     pub fn lookup(&self, format: Fp4Format, problem: &ProblemShape) -> Option<(&str, usize)> {
         let bucket = rows_bucket(problem.rows);
+        let distance = |e: &TuneEntry| (e.rows_bucket.max(1).ilog2().abs_diff(bucket.ilog2()), e.rows_bucket);
         self.entries
             .iter()
-            .find(|e| {
-                e.format == format.name()
-                    && (e.groups, e.n, e.k, e.rows_bucket) == (problem.groups, problem.n, problem.k, bucket)
-            })
+            .filter(|e| e.format == format.name() && (e.groups, e.n, e.k) == (problem.groups, problem.n, problem.k))
+            .min_by_key(|e| distance(e))
             .map(|e| (e.tactic.as_str(), e.stages))
     }
 
@@ -111,13 +162,8 @@ impl TuneCache {
     /// [`MAX_CACHE_BYTES`], every entry naming a known format, tactic and compiled STAGES
     /// ([`TuneCache::validate`]).
     pub fn load(path: &Path) -> Result<TuneCache> {
-        use std::io::Read;
-        let file = crate::files::open_regular_file(path).map_err(|problem| cache_error(path, problem))?;
-        let mut text = String::new();
-        file.take(MAX_CACHE_BYTES + 1).read_to_string(&mut text).map_err(|e| cache_error(path, e))?;
-        if text.len() as u64 > MAX_CACHE_BYTES {
-            return Err(cache_error(path, format!("larger than {MAX_CACHE_BYTES} bytes")));
-        }
+        let text =
+            crate::files::read_small_text(path, MAX_CACHE_BYTES).map_err(|problem| cache_error(path, problem))?;
         let cache: TuneCache = serde_json::from_str(&text).map_err(|e| cache_error(path, e))?;
         cache.validate().map_err(|problem| cache_error(path, problem))?;
         Ok(cache)
@@ -143,12 +189,52 @@ impl TuneCache {
         Ok(())
     }
 
-    /// Writes the cache as JSON.
+    /// Writes the cache as JSON, atomically: to a temporary file beside `path`, then renamed
+    /// over it, so a reader sees the old cache or the new one, never part of one.
     pub fn save(&self, path: &Path) -> Result<()> {
         let text = serde_json::to_string_pretty(self).map_err(|e| cache_error(path, e))?;
-        std::fs::write(path, text).map_err(|e| cache_error(path, e))
+        let name = path.file_name().ok_or_else(|| cache_error(path, "not a file name"))?;
+        let mut temporary = name.to_os_string();
+        temporary.push(format!(".{}.tmp", std::process::id()));
+        let temporary = path.with_file_name(temporary);
+        std::fs::write(&temporary, text).and_then(|()| std::fs::rename(&temporary, path)).map_err(|e| {
+            let _ = std::fs::remove_file(&temporary);
+            cache_error(path, e)
+        })
     }
 }
+
+impl TuneEntry {
+    /// The problem an entry is for: format, groups, N, K and rows bucket.
+    fn key(&self) -> (&str, usize, usize, usize, usize) {
+        (&self.format, self.groups, self.n, self.k, self.rows_bucket)
+    }
+}
+
+/// Whether a cache applies to a device and limit ([`TuneCache::compatibility`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Compatibility {
+    /// Made on this device, driver and limit.
+    Same,
+    /// Made on this device and limit under another driver version: it applies, with a warning
+    /// (a driver update rarely changes which variant is fastest).
+    OtherDriver,
+    /// Made at another shared-memory limit: refused.
+    OtherLimit,
+    /// Made on another device or compute capability: refused.
+    OtherDevice,
+}
+
+impl Compatibility {
+    /// Whether the cache is used.
+    pub fn applies(self) -> bool {
+        matches!(self, Compatibility::Same | Compatibility::OtherDriver)
+    }
+}
+
+/// The caches measured on the project's devices, shipped with the crate: (file, JSON).
+pub const SHIPPED_CACHES: &[(&str, &str)] =
+    &[("nvidia-h100-80gb-hbm3.json", include_str!("tuned/nvidia-h100-80gb-hbm3.json"))];
 
 /// The largest tune cache [`TuneCache::load`] reads.
 pub const MAX_CACHE_BYTES: u64 = 64 << 20;

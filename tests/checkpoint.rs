@@ -103,7 +103,7 @@ fn load_error(tensors: &[(String, Dtype, Vec<usize>, Vec<u8>)], config: &MoeConf
 
 fn expect_tensor_error(err: Error, tensor: &str, words: &str) {
     match err {
-        Error::Checkpoint { tensor: t, problem } => {
+        Error::Checkpoint { tensor: t, problem, .. } => {
             assert_eq!(t, tensor);
             assert!(problem.contains(words), "{problem}");
         }
@@ -140,7 +140,7 @@ fn malformed_files_give_typed_errors_naming_the_tensor() {
     let bytes = serialize(&good);
     let path = temp_file("truncated", &bytes[..bytes.len() - 100]);
     match Checkpoint::open(&path) {
-        Err(Error::Checkpoint { tensor, problem }) => {
+        Err(Error::Checkpoint { tensor, problem, .. }) => {
             assert_eq!(tensor, "<file>");
             assert!(problem.contains("not a valid safetensors file"), "{problem}");
         }
@@ -224,7 +224,7 @@ fn fifos_and_devices_are_refused_without_reading() {
     }
     for path in &paths {
         match Checkpoint::open(path) {
-            Err(Error::Checkpoint { tensor, problem }) => {
+            Err(Error::Checkpoint { tensor, problem, .. }) => {
                 assert_eq!(tensor, "<file>");
                 assert!(problem.contains("not a regular file"), "{problem}");
             }

@@ -47,17 +47,72 @@ fn plain_plan_counts_what_a_family_maximum_policy_loses() {
 }
 
 #[test]
-fn bad_arguments_are_refused_with_usage() {
+fn bad_arguments_exit_2_with_usage() {
     for args in [
         &["plan", "--arch", "sm_75"][..],
         &["plan"],
         &["plan", "--arch", "sm_90", "--smem-limit", "lots"],
+        &["plan", "--arch", "sm_90", "--tokens", "abc"],
         &["frobnicate"],
+        &[],
     ] {
         let out = stagefit(args);
-        assert!(!out.status.success(), "{args:?} succeeded");
-        assert!(String::from_utf8_lossy(&out.stderr).contains("usage:"), "{args:?}");
+        assert_eq!(out.status.code(), Some(2), "{args:?}");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(err.contains("Usage:") || err.contains("try '--help'"), "{args:?}: {err}");
+        assert!(out.stdout.is_empty(), "{args:?}");
     }
+}
+
+#[test]
+fn every_command_has_help_and_a_version() {
+    let version = stagefit(&["--version"]);
+    assert!(version.status.success());
+    assert_eq!(String::from_utf8_lossy(&version.stdout).trim(), format!("stagefit {}", env!("CARGO_PKG_VERSION")));
+    for command in [&[][..], &["info"], &["plan"], &["bench"], &["tune"], &["selftest"], &["overhead"]] {
+        for flag in ["--help", "-h"] {
+            let args: Vec<&str> = command.iter().copied().chain([flag]).collect();
+            let out = stagefit(&args);
+            assert!(out.status.success(), "{args:?}");
+            let text = String::from_utf8_lossy(&out.stdout);
+            assert!(text.contains("Usage: stagefit"), "{args:?}: {text}");
+        }
+    }
+    let bench = String::from_utf8_lossy(&stagefit(&["bench", "--help"]).stdout).into_owned();
+    for flag in ["--device", "--json [<FILE>]", "--tuning", "--timing"] {
+        assert!(bench.contains(flag), "bench --help lacks {flag}");
+    }
+}
+
+#[test]
+fn json_carries_a_schema_version_and_goes_where_asked() {
+    let out = stagefit(&["plan", "--arch", "sm_90", "--json"]);
+    let json: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(json["schema_version"], 1);
+    assert_eq!(json["command"], "plan");
+    let path = std::env::temp_dir().join(format!("stagefit-plan-{}.json", std::process::id()));
+    let out = stagefit(&["plan", "--arch", "sm_90", "--json", path.to_str().unwrap()]);
+    assert!(String::from_utf8_lossy(&out.stdout).contains("tactics runnable"), "the table still prints");
+    let json: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
+    assert_eq!(json["arch"], "sm_90");
+    std::fs::remove_file(path).ok();
+}
+
+#[test]
+fn a_closed_pipe_ends_the_output_quietly() {
+    use std::process::Stdio;
+    // `stagefit plan | head -0`: the reader is gone before the first line is written (the
+    // child is still starting when its pipe closes), so every write meets a closed pipe.
+    let mut child = Command::new(env!("CARGO_BIN_EXE_stagefit"))
+        .args(["plan", "--arch", "sm_121a"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    drop(child.stdout.take());
+    let out = child.wait_with_output().unwrap();
+    assert!(out.status.success(), "{:?}: {}", out.status, String::from_utf8_lossy(&out.stderr));
+    assert!(out.stderr.is_empty(), "{}", String::from_utf8_lossy(&out.stderr));
 }
 
 #[test]
@@ -92,8 +147,8 @@ fn info_on_a_gpu_shows_the_device_limit_and_plan() {
 fn tune_and_bench_check_their_arguments_before_the_gpu() {
     for (args, words) in [
         (&["tune", "--out", "/nonexistent-dir/tuned.json"][..], "/nonexistent-dir/tuned.json"),
-        (&["tune", "--out", "tuned.json", "--preset", "llama"], "unknown preset \"llama\""),
-        (&["tune", "--out", "tuned.json", "--tokens", "8,x"], "--tokens takes numbers"),
+        (&["tune", "--out", "tuned.json", "--preset", "llama"], "invalid value 'llama' for '--preset"),
+        (&["tune", "--out", "tuned.json", "--tokens", "8,x"], "invalid value 'x' for '--tokens"),
         (&["bench", "--json", "/nonexistent-dir/bench.json"], "/nonexistent-dir/bench.json"),
     ] {
         let out = stagefit(args);

@@ -5,6 +5,7 @@ mod common;
 
 use std::process::Command;
 
+use common::model_dirs::{write_model_dir, DirLayout};
 use common::random_moe_weights;
 use stagefit::device::driver_present;
 use stagefit::moe::checkpoint::write_layer;
@@ -31,11 +32,59 @@ fn without_a_gpu_the_demo_points_to_plan() {
 }
 
 #[test]
-fn bad_options_are_refused() {
-    for args in [&["--preset", "llama"][..], &["--batch"], &["--policy", "sometimes"], &["--frobnicate"]] {
-        let (ok, _, err) = demo(args);
-        assert!(!ok, "{args:?}");
-        assert!(err.contains("usage:"), "{args:?}: {err}");
+fn bad_options_exit_2_and_help_and_version_work() {
+    for args in [
+        &["--preset", "llama"][..],
+        &["--batch"],
+        &["--batch", "0"],
+        &["--policy", "sometimes"],
+        &["--frobnicate"],
+        &["--model", "/tmp", "--weights", "x.safetensors"],
+        &["--format", "nvfp4"],
+    ] {
+        let out = Command::new(env!("CARGO_BIN_EXE_moe-demo")).args(args).output().unwrap();
+        assert_eq!(out.status.code(), Some(2), "{args:?}");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(err.contains("Usage:") || err.contains("try '--help'"), "{args:?}: {err}");
+    }
+    let (ok, out, _) = demo(&["--help"]);
+    assert!(ok && out.contains("Usage: moe-demo") && out.contains("--model <DIR>"), "{out}");
+    let (ok, out, _) = demo(&["--version"]);
+    assert!(ok && out.trim() == format!("moe-demo {}", env!("CARGO_PKG_VERSION")), "{out}");
+}
+
+#[test]
+fn the_demo_runs_a_model_directory_of_every_layout() {
+    if !driver_present() {
+        common::report_skip(
+            "the_demo_runs_a_model_directory_of_every_layout",
+            "no CUDA driver (libcuda) on this machine",
+        );
+        return;
+    }
+    for layout in DirLayout::ALL {
+        let written = write_model_dir(layout, "demo", 11);
+        let dir = written.dir.to_str().unwrap();
+        let (ok, out, err) = demo(&["--model", dir, "--prompt-tokens", "8", "--decode-steps", "2", "--verify"]);
+        assert!(ok, "{layout:?}: {err}");
+        assert!(out.contains(&format!("model: {dir} (")) && out.contains("2 MoE layers"), "{layout:?}:\n{out}");
+        assert!(out.contains(layout.weight_layout().describe()), "{layout:?}:\n{out}");
+        let line = out.lines().find(|l| l.starts_with("verify:")).unwrap();
+        let max_rel: f64 = line.split("max_rel_err ").nth(1).unwrap().split(',').next().unwrap().parse().unwrap();
+        assert!(max_rel < 3e-2, "{layout:?}: {line}");
+        // What it loaded and how it ran, shown with `--nocapture`.
+        for shown in out.lines().filter(|l| ["model:", "decode", "verify:"].iter().any(|p| l.starts_with(p))) {
+            println!("{layout:?}: {shown}");
+        }
+        // The same run as JSON on stdout, nothing else there.
+        let (ok, out, err) =
+            demo(&["--model", dir, "--prompt-tokens", "8", "--decode-steps", "2", "--verify", "--json"]);
+        assert!(ok, "{layout:?}: {err}");
+        let json: serde_json::Value = serde_json::from_str(&out).unwrap_or_else(|e| panic!("{layout:?}: {e}:\n{out}"));
+        assert_eq!(json["schema_version"], 1);
+        assert_eq!(json["layers"], 2);
+        assert!(json["verify"]["max_rel_err"].as_f64().unwrap() < 3e-2);
+        std::fs::remove_dir_all(&written.dir).ok();
     }
 }
 

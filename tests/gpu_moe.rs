@@ -168,6 +168,26 @@ fn a_layer_loaded_from_a_gpt_oss_layout_file_runs() {
 }
 
 #[test]
+fn a_layer_of_every_model_directory_layout_matches_the_reference() {
+    use common::model_dirs::{write_model_dir, DirLayout};
+    use stagefit::moe::checkpoint::MoeModel;
+    if gpu("a_layer_of_every_model_directory_layout_matches_the_reference").is_none() {
+        return;
+    }
+    for layout in DirLayout::ALL {
+        let written = write_model_dir(layout, "gpu", 13);
+        let model = MoeModel::open(&written.dir).unwrap();
+        for &layer in model.layers() {
+            let weights = model.load_layer(layer).unwrap();
+            let name = format!("{layout:?} directory, layer {layer}");
+            check_weights(&name, model.config(), &weights, 9, None, None);
+            check_weights(&name, model.config(), &weights, 1, None, Some(101376));
+        }
+        std::fs::remove_dir_all(&written.dir).ok();
+    }
+}
+
+#[test]
 fn bad_device_inputs_get_typed_errors() {
     use stagefit::{DeviceWeights, Error, GroupedGemm, GroupedGemmArgs};
     let Some((ctx, stream)) = gpu("bad_device_inputs_get_typed_errors") else { return };

@@ -11,7 +11,7 @@ fn calls_load_lazily_allocate_nothing_and_replay_in_a_graph() {
     if gpu("calls_load_lazily_allocate_nothing_and_replay_in_a_graph").is_none() {
         return;
     }
-    let r = stagefit::tools::overhead::measure(300).unwrap();
+    let r = stagefit::tools::overhead::measure(0, 300).unwrap();
     println!("{r:?}");
     assert_eq!(r.modules_loaded, 1, "one (format, tactic) used, one module loaded");
     assert_eq!(r.free_bytes_before_after.0, r.free_bytes_before_after.1, "device memory changed during calls");

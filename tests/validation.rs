@@ -155,7 +155,9 @@ fn a_missing_or_malformed_tune_cache_is_refused() {
     std::fs::write(&bad, "{ not json").unwrap();
     assert!(matches!(stagefit::tuned::TuneCache::load(&bad), Err(Error::TuneCache { .. })));
     std::fs::remove_file(bad).ok();
-    // A cache made elsewhere does not fit this device, driver or limit.
+    // A cache made on another device or limit does not apply; one made under another driver
+    // does, with a warning.
+    use stagefit::tuned::Compatibility;
     let cache = stagefit::tuned::TuneCache {
         device: "test".into(),
         compute_capability: (12, 1),
@@ -163,9 +165,12 @@ fn a_missing_or_malformed_tune_cache_is_refused() {
         smem_limit: 101376,
         entries: Vec::new(),
     };
-    assert!(cache.fits(&device((12, 1)), 101376));
-    assert!(!cache.fits(&device((12, 0)), 101376));
-    assert!(!cache.fits(&device((12, 1)), 65536));
+    assert_eq!(cache.compatibility(&device((12, 1)), 101376), Compatibility::Same);
+    assert_eq!(cache.compatibility(&device((12, 0)), 101376), Compatibility::OtherDevice);
+    assert_eq!(cache.compatibility(&device((12, 1)), 65536), Compatibility::OtherLimit);
+    let newer_driver = DeviceInfo { driver_version: 13010, ..device((12, 1)) };
+    assert_eq!(cache.compatibility(&newer_driver, 101376), Compatibility::OtherDriver);
+    assert!(Compatibility::OtherDriver.applies() && !Compatibility::OtherLimit.applies());
 }
 
 #[test]
@@ -256,20 +261,8 @@ fn nvfp4_weights_too_small_for_an_expert_scale_are_refused() {
 
 #[test]
 fn a_tune_cache_naming_an_unknown_or_uncompiled_variant_is_refused() {
-    use stagefit::tuned::{TuneCache, TuneEntry};
-    let entry = |tactic: &str, stages: usize| TuneEntry {
-        format: "mxfp4".into(),
-        groups: 32,
-        n: 5760,
-        k: 2880,
-        rows_bucket: 1,
-        tactic: tactic.into(),
-        stages,
-        time_us: 1.0,
-        heuristic: String::new(),
-        heuristic_us: 1.0,
-        timings: Vec::new(),
-    };
+    use stagefit::tuned::TuneCache;
+    let entry = |tactic: &str, stages: usize| common::tune_entry("mxfp4", (32, 5760, 2880), 1, tactic, stages);
     let cache = |entries| TuneCache {
         device: "test".into(),
         compute_capability: (9, 0),

@@ -21,7 +21,7 @@ use crate::error::{Error, Result};
 use crate::heuristic::ProblemShape;
 use crate::launch::{launch, LaunchShape};
 use crate::plan::{SmemLimit, StagePolicy, TacticPlan};
-use crate::tuned::TuneCache;
+use crate::tuned::{Compatibility, TuneCache};
 use crate::{Arch, Fp4Format, GroupedGemmParams};
 use modules::{LoadedTactic, Modules};
 use packing::Packer;
@@ -65,18 +65,25 @@ pub struct GroupedGemm {
 
 impl GroupedGemm {
     /// A handle for the device `ctx` is on, limited to `budget` bytes of shared memory per
-    /// block if given (the smaller of the budget and the device's opt-in maximum wins).
+    /// block if given (the smaller of the budget and the device's opt-in maximum wins). Where
+    /// the crate ships a tune cache for this device and limit ([`TuneCache::shipped`]),
+    /// [`TacticChoice::Auto`] prefers its choices ([`GroupedGemm::without_tuning`] turns that
+    /// off).
     pub fn new(ctx: &Arc<CudaContext>, budget: Option<usize>) -> Result<GroupedGemm> {
         let device = DeviceInfo::query(ctx)?;
         let arch = device.arch()?;
         let limit = SmemLimit { device_optin: device.smem_optin_per_block, budget };
+        let tuned = TuneCache::shipped(&device, limit.bytes());
+        if let Some(cache) = &tuned {
+            tracing::debug!(cache = %cache.made_for(), "using the shipped tune cache");
+        }
         Ok(GroupedGemm {
             ctx: ctx.clone(),
             arch,
             limit,
             policy: StagePolicy::RunTime,
             plans: StagePolicy::RunTime.plan_all(limit.bytes()),
-            tuned: None,
+            tuned,
             input_checks: cfg!(debug_assertions),
             modules: Modules::new(ctx.clone(), arch, device.smem_optin_per_block),
             packer: Packer::new(ctx.clone(), arch),
@@ -104,22 +111,46 @@ impl GroupedGemm {
     }
 
     /// The same handle preferring the tuned choices of `cache` for [`TacticChoice::Auto`];
-    /// a cache made on another device, driver or limit, or naming a variant that is not
-    /// compiled, is refused. An entry whose variant does not fit the limit in force falls back
-    /// to the heuristic.
+    /// a cache made on another device or limit, or naming a variant that is not compiled, is
+    /// refused, and one made under another driver version is used with a warning. An entry
+    /// whose variant does not fit the limit in force falls back to the heuristic.
     pub fn with_tuning(mut self, cache: TuneCache) -> Result<GroupedGemm> {
         cache.validate().map_err(|problem| Error::TuneCache { path: "(in memory)".into(), problem })?;
-        if !cache.fits(&self.device, self.limit.bytes()) {
-            return Err(Error::TuneCache {
-                path: "(in memory)".into(),
-                problem: format!(
-                    "made for {} (cc {:?}, driver {}, limit {}), not this device and limit",
-                    cache.device, cache.compute_capability, cache.driver_version, cache.smem_limit
-                ),
-            });
+        let this = || {
+            format!(
+                "{} (cc {:?}) at a {}-byte limit",
+                self.device.name,
+                self.device.compute_capability,
+                self.limit.bytes()
+            )
+        };
+        match cache.compatibility(&self.device, self.limit.bytes()) {
+            Compatibility::Same => {}
+            Compatibility::OtherDriver => tracing::warn!(
+                "the tune cache was made under driver {}, this is driver {}: using it anyway (rerun `stagefit tune` to refresh it)",
+                cache.driver_version,
+                self.device.driver_version
+            ),
+            Compatibility::OtherLimit | Compatibility::OtherDevice => {
+                return Err(Error::TuneCache {
+                    path: "(in memory)".into(),
+                    problem: format!("made for {}, not {}", cache.made_for(), this()),
+                })
+            }
         }
         self.tuned = Some(cache);
         Ok(self)
+    }
+
+    /// The same handle choosing by the heuristic alone (no tune cache, shipped or given).
+    pub fn without_tuning(mut self) -> GroupedGemm {
+        self.tuned = None;
+        self
+    }
+
+    /// The tune cache [`TacticChoice::Auto`] prefers, if any.
+    pub fn tuning(&self) -> Option<&TuneCache> {
+        self.tuned.as_ref()
     }
 
     /// Whether calls read their device data back and check it ([`GroupedGemm::with_input_checks`]).
@@ -153,7 +184,7 @@ impl GroupedGemm {
     }
 
     /// What selection reads for this handle.
-    fn selection(&self) -> Selection<'_> {
+    pub(crate) fn selection(&self) -> Selection<'_> {
         Selection {
             plans: &self.plans,
             policy: self.policy,

@@ -57,7 +57,15 @@ impl Modules {
         let ptx = module_ptx(self.arch, format, tactic).ok_or_else(|| {
             Error::UnknownVariant(format!("no embedded PTX for {} {} {}", self.arch.name(), format.name(), tactic.name))
         })?;
+        let started = std::time::Instant::now();
         let module = self.ctx.load_module(Ptx::from_src(ptx)).during("loading a kernel module")?;
+        tracing::debug!(
+            arch = self.arch.name(),
+            format = format.name(),
+            tactic = tactic.name,
+            ms = started.elapsed().as_secs_f64() * 1e3,
+            "loaded (JIT-compiled) a kernel module"
+        );
         let mut kernels = HashMap::new();
         for &stages in tactic.stages {
             let function = module.load_function(&kernel_name(format, tactic, stages)).during("finding a kernel")?;

@@ -63,8 +63,12 @@ pub struct Preset {
     pub config: MoeConfig,
 }
 
+/// gpt-oss's clamp limit (its config's `swiglu_limit`).
+pub const GPT_OSS_LIMIT: f32 = 7.0;
+/// gpt-oss's sigmoid slope (fixed in the model's code).
+pub const GPT_OSS_ALPHA: f32 = 1.702;
 /// gpt-oss's activation.
-pub const GPT_OSS: Activation = Activation::GptOss { limit: 7.0, alpha: 1.702 };
+pub const GPT_OSS: Activation = Activation::GptOss { limit: GPT_OSS_LIMIT, alpha: GPT_OSS_ALPHA };
 
 /// The presets: gpt-oss-20b, gpt-oss-120b, qwen3-30b-a3b, mixtral-8x7b.
 pub fn presets() -> Vec<Preset> {

@@ -15,7 +15,8 @@ pub mod layer;
 pub mod reference;
 pub mod weights;
 
-pub use config::{presets, Activation, GateUpLayout, MoeConfig, Preset, GPT_OSS};
+pub use checkpoint::{MoeModel, WeightLayout};
+pub use config::{presets, Activation, GateUpLayout, MoeConfig, Preset, GPT_OSS, GPT_OSS_ALPHA, GPT_OSS_LIMIT};
 pub use graph::DecodeGraph;
 pub use layer::{ForwardVariants, MoeEngine, MoeLayer, MoeWorkspace, Routing};
 pub use weights::MoeLayerWeights;

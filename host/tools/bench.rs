@@ -101,8 +101,22 @@ pub struct BenchOptions {
     pub choices: Vec<String>,
     /// Also time each case as [`GRAPH_CALLS`] calls captured in one CUDA graph.
     pub graph: bool,
-    /// Tuned choices to dispatch with (used for the budgets it was made for).
-    pub tuned: Option<crate::tuned::TuneCache>,
+    /// What `auto` prefers to the heuristic.
+    pub tuning: Tuning,
+    /// The device ordinal.
+    pub device: usize,
+}
+
+/// What the bench's `auto` choice prefers to the heuristic.
+#[derive(Clone, Debug)]
+#[non_exhaustive]
+pub enum Tuning {
+    /// The shipped tune cache where the device and budget have one (the library's default).
+    Shipped,
+    /// The heuristic alone.
+    Heuristic,
+    /// A tune cache from a file (used for the budgets it was made for; the heuristic at others).
+    Cache(crate::tuned::TuneCache),
 }
 
 /// The device's two ceilings, measured in the same run.
@@ -221,9 +235,9 @@ fn ceilings(
     Ok(Ceilings { copy_gb_s: 2.0 * bytes as f64 / copy_us / 1e3, bf16_tflop_s })
 }
 
-/// Runs every case of `options` on device 0.
+/// Runs every case of `options` on device `options.device`.
 pub fn run(options: &BenchOptions, mut progress: impl FnMut(&BenchRow)) -> Result<BenchReport> {
-    let ctx = crate::device::context(0)?;
+    let ctx = crate::device::context(options.device)?;
     // SAFETY: everything below runs on this one stream, in order, so cudarc's cross-stream
     // event tracking is not needed; its event waits would also break the graph capture.
     unsafe { ctx.disable_event_tracking() };
@@ -288,27 +302,26 @@ pub fn run(options: &BenchOptions, mut progress: impl FnMut(&BenchRow)) -> Resul
                         };
                         for &budget in &options.budgets {
                             let gemm = GroupedGemm::new(&ctx, budget)?;
-                            let gemm = match &options.tuned {
-                                Some(cache) if cache.fits(gemm.device(), gemm.limit().bytes()) => {
+                            let gemm = match &options.tuning {
+                                Tuning::Shipped => gemm,
+                                Tuning::Heuristic => gemm.without_tuning(),
+                                Tuning::Cache(cache)
+                                    if cache.compatibility(gemm.device(), gemm.limit().bytes()).applies() =>
+                                {
                                     gemm.with_tuning(cache.clone())?
                                 }
-                                Some(cache) => {
+                                Tuning::Cache(cache) => {
                                     if untuned_budgets.insert(budget) {
-                                        eprintln!(
-                                            "stagefit bench: the tune cache was made for {} (cc {:?}, driver {}, limit {}), not {} (cc {:?}, driver {}) at limit {}: the heuristic chooses instead",
-                                            cache.device,
-                                            cache.compute_capability,
-                                            cache.driver_version,
-                                            cache.smem_limit,
+                                        tracing::warn!(
+                                            "the tune cache was made for {}, not {} (cc {:?}) at a {}-byte limit: the heuristic chooses instead",
+                                            cache.made_for(),
                                             gemm.device().name,
                                             gemm.device().compute_capability,
-                                            gemm.device().driver_version,
                                             gemm.limit().bytes()
                                         );
                                     }
-                                    gemm
+                                    gemm.without_tuning()
                                 }
-                                None => gemm,
                             };
                             for choice_text in &options.choices {
                                 let choice = parse_choice(choice_text)?;

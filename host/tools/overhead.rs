@@ -65,9 +65,9 @@ pub struct OverheadReport {
     pub graph_output_identical: bool,
 }
 
-/// Measures the host cost of grouped-GEMM calls on device 0 (see the module docs).
-pub fn measure(calls: usize) -> Result<OverheadReport> {
-    let ctx = crate::device::context(0)?;
+/// Measures the host cost of grouped-GEMM calls on device `device` (see the module docs).
+pub fn measure(device: usize, calls: usize) -> Result<OverheadReport> {
+    let ctx = crate::device::context(device)?;
     // One stream: cudarc's cross-stream event tracking is not needed, and its event waits
     // would break the graph capture.
     // SAFETY: every buffer below is used on `stream` only.

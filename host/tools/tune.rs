@@ -6,7 +6,8 @@ use std::sync::Arc;
 use cudarc::driver::CudaStream;
 
 use crate::error::Result;
-use crate::gemm::{GroupedGemm, TacticChoice};
+use crate::gemm::{GroupedGemm, Selection, TacticChoice};
+use crate::heuristic::ProblemShape;
 use crate::moe::kernels::MoeKernels;
 use crate::tools::problem::{median_us, RandomProblem};
 use crate::tuned::{rows_bucket, TuneEntry, VariantTiming};
@@ -14,7 +15,7 @@ use crate::Fp4Format;
 
 /// Times every runnable (tactic, STAGES) of `gemm` on a random problem of `tokens` tokens
 /// routed uniformly to `top_k` of `groups` experts with `[n × k]` weights; returns the fastest
-/// and the heuristic's choice with their times.
+/// and the heuristic's choice with their times (the heuristic's, not any tune cache's).
 #[allow(clippy::too_many_arguments)]
 pub fn tune_problem(
     gemm: &GroupedGemm,
@@ -38,7 +39,10 @@ pub fn tune_problem(
         let v = ran.expect("ran");
         Ok((v.tactic.name.to_string(), v.stages, us))
     };
-    let (heuristic, heuristic_stages, heuristic_us) = time(TacticChoice::Auto)?;
+    let shape = ProblemShape { rows, groups, n, k };
+    let heuristic_only = Selection { tuned: None, ..gemm.selection() };
+    let (tactic, stages) = heuristic_only.select(format, &shape, TacticChoice::Auto)?;
+    let (heuristic, heuristic_stages, heuristic_us) = time(TacticChoice::Variant { tactic: tactic.name, stages })?;
     let mut best = (heuristic.clone(), heuristic_stages, heuristic_us);
     let mut timings = Vec::new();
     for plan in gemm.plan().iter().filter(|p| p.runnable()) {

@@ -2,6 +2,8 @@
 //! references.
 #![allow(dead_code)] // each test binary uses its own subset
 
+pub mod model_dirs;
+
 use std::sync::Arc;
 
 use cudarc::driver::{CudaContext, CudaStream};
@@ -107,5 +109,29 @@ pub fn small_gpt_oss(experts: usize, top_k: usize) -> stagefit::moe::MoeConfig {
         gate_up_layout: stagefit::moe::GateUpLayout::Interleaved,
         activation: stagefit::moe::GPT_OSS,
         format: Fp4Format::Mxfp4,
+    }
+}
+
+/// A tune-cache entry for `groups` experts of `[n × k]` at `rows_bucket`, choosing `tactic` at
+/// `stages`.
+pub fn tune_entry(
+    format: &str,
+    (groups, n, k): (usize, usize, usize),
+    rows_bucket: usize,
+    tactic: &str,
+    stages: usize,
+) -> stagefit::tuned::TuneEntry {
+    stagefit::tuned::TuneEntry {
+        format: format.into(),
+        groups,
+        n,
+        k,
+        rows_bucket,
+        tactic: tactic.into(),
+        stages,
+        time_us: 1.0,
+        heuristic: String::new(),
+        heuristic_us: 1.0,
+        timings: Vec::new(),
     }
 }

@@ -1,0 +1,95 @@
+//! The tune cache as engines use it: the shipped caches, nearest-bucket lookups, merging and
+//! atomic writes.
+
+mod common;
+
+use stagefit::device::DeviceInfo;
+use stagefit::heuristic::ProblemShape;
+use stagefit::tuned::{rows_bucket, TuneCache, TuneEntry, SHIPPED_CACHES};
+use stagefit::Fp4Format;
+
+fn h100(driver_version: i32) -> DeviceInfo {
+    DeviceInfo {
+        ordinal: 0,
+        name: "NVIDIA H100 80GB HBM3".into(),
+        compute_capability: (9, 0),
+        smem_optin_per_block: 232448,
+        smem_reserved_per_block: 1024,
+        smem_per_sm: 233472,
+        sm_count: 132,
+        l2_bytes: 50 << 20,
+        threads_per_sm: 2048,
+        registers_per_sm: 65536,
+        driver_version,
+    }
+}
+
+fn entry(format: &str, rows_bucket: usize, tactic: &str, stages: usize) -> TuneEntry {
+    common::tune_entry(format, (32, 2880, 2880), rows_bucket, tactic, stages)
+}
+
+fn cache(entries: Vec<TuneEntry>) -> TuneCache {
+    TuneCache { entries, ..TuneCache::empty(&h100(13000), 232448) }
+}
+
+#[test]
+fn every_shipped_cache_parses_and_names_compiled_variants() {
+    for (name, text) in SHIPPED_CACHES {
+        let cache: TuneCache = serde_json::from_str(text).unwrap_or_else(|e| panic!("{name}: {e}"));
+        cache.validate().unwrap_or_else(|e| panic!("{name}: {e}"));
+        assert!(!cache.entries.is_empty(), "{name}");
+    }
+}
+
+#[test]
+fn the_h100_cache_is_shipped_for_that_device_and_limit_only() {
+    let shipped = TuneCache::shipped(&h100(13000), 232448).expect("the H100 cache ships");
+    assert_eq!(shipped.device, "NVIDIA H100 80GB HBM3");
+    // Another driver still gets it; another limit or device does not.
+    assert!(TuneCache::shipped(&h100(13050), 232448).is_some());
+    assert!(TuneCache::shipped(&h100(13000), 101376).is_none());
+    let h200 = DeviceInfo { name: "NVIDIA H200".into(), ..h100(13000) };
+    assert!(TuneCache::shipped(&h200, 232448).is_none());
+}
+
+#[test]
+fn lookups_take_the_nearest_measured_bucket() {
+    let c = cache(vec![entry("mxfp4", 4, "a", 2), entry("mxfp4", 64, "b", 3), entry("nvfp4", 512, "c", 4)]);
+    let at = |rows| c.lookup(Fp4Format::Mxfp4, &ProblemShape { rows, groups: 32, n: 2880, k: 2880 });
+    assert_eq!(at(4), Some(("a", 2)));
+    assert_eq!(at(1), Some(("a", 2)));
+    assert_eq!(at(16), Some(("a", 2)), "16 is as near 4 as 64: the smaller bucket wins");
+    assert_eq!(at(17), Some(("b", 3)));
+    assert_eq!(at(100_000), Some(("b", 3)));
+    assert_eq!(rows_bucket(17), 32);
+    // Another format, N, K or group count has no entry.
+    assert_eq!(c.lookup(Fp4Format::Nvfp4, &ProblemShape { rows: 4, groups: 32, n: 2880, k: 2880 }), Some(("c", 4)));
+    assert_eq!(c.lookup(Fp4Format::Mxfp4, &ProblemShape { rows: 4, groups: 8, n: 2880, k: 2880 }), None);
+}
+
+#[test]
+fn merging_replaces_the_same_problems_and_refuses_other_devices() {
+    let mut old = cache(vec![entry("mxfp4", 4, "a", 2), entry("mxfp4", 64, "b", 3)]);
+    let newer =
+        TuneCache { driver_version: 13010, ..cache(vec![entry("mxfp4", 64, "z", 5), entry("mxfp4", 8, "y", 2)]) };
+    old.merge(newer).unwrap();
+    let names: Vec<_> = old.entries.iter().map(|e| (e.rows_bucket, e.tactic.as_str())).collect();
+    assert_eq!(names, [(4, "a"), (64, "z"), (8, "y")]);
+    assert_eq!(old.driver_version, 13010);
+    let elsewhere = TuneCache { smem_limit: 101376, ..cache(Vec::new()) };
+    assert!(old.merge(elsewhere).unwrap_err().contains("101376"));
+}
+
+#[test]
+fn saving_replaces_the_file_whole_and_leaves_no_temporary() {
+    let dir = std::env::temp_dir().join(format!("stagefit-tune-save-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join("cache.json");
+    std::fs::write(&path, "old").unwrap();
+    let c = cache(vec![entry("mxfp4", 4, "m16n64k128w1x4", 2)]);
+    c.save(&path).unwrap();
+    assert_eq!(TuneCache::load(&path).unwrap(), c);
+    let files: Vec<_> = std::fs::read_dir(&dir).unwrap().map(|e| e.unwrap().file_name()).collect();
+    assert_eq!(files, ["cache.json"]);
+    std::fs::remove_dir_all(&dir).ok();
+}
