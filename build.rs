@@ -182,7 +182,10 @@ fn build_from_source(kernels_dir: &Path, target_root: &Path) -> Vec<(&'static st
     let toolchain = pinned_nightly();
     let children: Vec<_> = Arch::ALL
         .iter()
-        .map(|arch| {
+        .map(|&arch| {
+            // The kernels of a target with programmatic dependent launch start with
+            // `griddepcontrol.wait` (`device::ptx::wait_for_previous_grid`).
+            let griddepcontrol = if arch.programmatic_launch() { "\x1f--cfg\x1fstagefit_griddepcontrol" } else { "" };
             let arch = arch.name();
             let target_dir = target_root.join(arch);
             let child = nightly_cargo(&toolchain)
@@ -192,7 +195,7 @@ fn build_from_source(kernels_dir: &Path, target_root: &Path) -> Vec<(&'static st
                 .arg("--target-dir")
                 .arg(&target_dir)
                 .args(["--", "--emit=asm"])
-                .env("CARGO_ENCODED_RUSTFLAGS", format!("-Ctarget-cpu={arch}\x1f{UNROLL}"))
+                .env("CARGO_ENCODED_RUSTFLAGS", format!("-Ctarget-cpu={arch}\x1f{UNROLL}{griddepcontrol}"))
                 // The kernels crate is a dependency of the outer build too, which would ignore
                 // a [profile] in its manifest, so its release profile is set here.
                 .env("CARGO_PROFILE_RELEASE_OPT_LEVEL", "3")

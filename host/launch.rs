@@ -1,10 +1,27 @@
 //! The one way stagefit launches a kernel: straight to the driver (nothing is allocated on the
 //! call path), with the kernel's `#[repr(C)]` parameter block passed by value. Every kernel,
 //! the grouped GEMM and the MoE-layer kernels alike, goes through [`launch`].
+//!
+//! On sm_90 and later a launch may be *programmatic* (programmatic dependent launch): its blocks
+//! may be scheduled while the kernel before it on the stream is still finishing, and wait at
+//! their first instruction (`griddepcontrol.wait`, which every stagefit kernel of those targets
+//! starts with) until that kernel has finished and its writes are visible. What the overlap
+//! hides is the launch and block-scheduling latency between consecutive kernels; inside a CUDA
+//! graph the dependency is captured as a programmatic edge.
 
+use cudarc::driver::sys::{
+    cuLaunchKernelEx, CUlaunchAttribute, CUlaunchAttributeID, CUlaunchAttributeValue, CUlaunchConfig,
+};
 use cudarc::driver::{CudaFunction, CudaStream};
 
 use crate::error::{DriverContext, Result};
+
+/// The most rows (tokens · top_k, or a grouped GEMM's rows) a call may have to be launched
+/// programmatically. On the H100 (gpt-oss decode in a graph, `docs/perf-notes.md` v9) it gained
+/// 1-2 % at batch 1 and 8 (4 and 32 rows) and cost 1-12 % from batch 32 (128 rows) on, where
+/// the early-resident blocks of the next kernel slow the GEMMs; so larger calls launch the
+/// ordinary way.
+pub(crate) const PROGRAMMATIC_MAX_ROWS: usize = 32;
 
 /// Grid, block and dynamic shared memory of one launch (1-D grids and blocks).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -15,6 +32,9 @@ pub(crate) struct LaunchShape {
     pub threads: u32,
     /// Dynamic shared memory per block, in bytes.
     pub shared_bytes: u32,
+    /// Launch with programmatic stream serialization (see the module docs); only for kernels
+    /// built for a target whose [`crate::Arch::programmatic_launch`] is true.
+    pub programmatic: bool,
 }
 
 /// Launches `function` on `stream` with `params` as its only parameter; `what` names the
@@ -31,6 +51,9 @@ pub(crate) struct LaunchShape {
 /// - `shape.threads` is the block size the kernel was written for, and `shape.shared_bytes`
 ///   is at least the dynamic shared memory it uses and within the function's
 ///   `MAX_DYNAMIC_SHARED_SIZE_BYTES` attribute.
+/// - `shape.programmatic` only for a kernel that starts with `griddepcontrol.wait` (the
+///   kernels of a target whose `programmatic_launch()` is true), so that it touches no memory
+///   before the kernel before it has finished.
 pub(crate) unsafe fn launch<P: Copy>(
     function: &CudaFunction,
     stream: &CudaStream,
@@ -44,17 +67,27 @@ pub(crate) unsafe fn launch<P: Copy>(
     stream.context().bind_to_thread().during("binding the context")?;
     let mut params = params;
     let mut kernel_args = [(&mut params as *mut P).cast::<std::ffi::c_void>()];
+    let mut attribute = CUlaunchAttribute {
+        id: CUlaunchAttributeID::CU_LAUNCH_ATTRIBUTE_PROGRAMMATIC_STREAM_SERIALIZATION,
+        pad: [0; 4],
+        value: CUlaunchAttributeValue { programmaticStreamSerializationAllowed: 1 },
+    };
+    let config = CUlaunchConfig {
+        gridDimX: shape.blocks,
+        gridDimY: 1,
+        gridDimZ: 1,
+        blockDimX: shape.threads,
+        blockDimY: 1,
+        blockDimZ: 1,
+        sharedMemBytes: shape.shared_bytes,
+        hStream: stream.cu_stream(),
+        attrs: &mut attribute,
+        numAttrs: u32::from(shape.programmatic),
+    };
     // SAFETY: the caller's contract above; `kernel_args` holds one pointer to the parameter
-    // block, which outlives the call (the driver copies it before returning).
-    unsafe {
-        cudarc::driver::result::launch_kernel(
-            function.cu_function(),
-            (shape.blocks, 1, 1),
-            (shape.threads, 1, 1),
-            shape.shared_bytes,
-            stream.cu_stream(),
-            &mut kernel_args,
-        )
-    }
-    .during(what)
+    // block and `config` one attribute (used only when `numAttrs` is 1); both outlive the call
+    // (the driver copies them before returning).
+    unsafe { cuLaunchKernelEx(&config, function.cu_function(), kernel_args.as_mut_ptr(), std::ptr::null_mut()) }
+        .result()
+        .during(what)
 }

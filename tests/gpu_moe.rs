@@ -270,5 +270,54 @@ fn captured_decode_steps_replay_the_eager_bits() {
             );
             assert!(replayed.iter().any(|v| v.to_f32() != 0.0), "T={tokens}: the replay wrote nothing");
         }
+        // The same step captured with events between the steps: the same bits, and a time for
+        // every step of every layer; an untimed graph has none.
+        let mut timed = engine.capture_decode_timed(&stream, &layers, tokens, TacticChoice::Auto).unwrap();
+        stream.memcpy_dtod(graph.input(), timed.input_mut()).unwrap();
+        graph.replay().unwrap();
+        timed.replay().unwrap();
+        let (a, b) = (stream.clone_dtoh(graph.output()).unwrap(), stream.clone_dtoh(timed.output()).unwrap());
+        assert!(a.iter().zip(&b).all(|(x, y)| x.to_bits() == y.to_bits()), "T={tokens}: the timed step differs");
+        let times = timed.step_times_us().unwrap();
+        assert_eq!(times.len(), layers.len());
+        assert!(times.iter().flatten().all(|&t| t > 0.0 && t < 1e5), "{times:?}");
+        assert!(matches!(graph.step_times_us(), Err(stagefit::Error::Capture(_))));
+    }
+}
+
+#[test]
+fn programmatic_launch_changes_no_bits() {
+    let Some((ctx, _)) = common::gpu("programmatic_launch_changes_no_bits") else { return };
+    let stream = ctx.new_stream().unwrap();
+    let config = gpt_oss_like(32);
+    let with = MoeEngine::new(&ctx, None, StagePolicy::RunTime).unwrap();
+    let without = MoeEngine::new(&ctx, None, StagePolicy::RunTime).unwrap().with_programmatic_launch(false);
+    assert!(!without.gemm().programmatic_launch());
+    let layers: Vec<_> =
+        (0..3).map(|l| with.upload(&stream, &config, &random_moe_weights(&config, 60 + l)).unwrap()).collect();
+    // 1 and 2 tokens route in one launch, 8 (32 rows, the most launched programmatically)
+    // through the multi-kernel path, 40 launch the ordinary way either way.
+    for tokens in [1, 2, 8, 40] {
+        let mut rng = SplitMix64::new(77 + tokens as u64);
+        let x: Vec<bf16> = (0..tokens * config.hidden).map(|_| bf16::from_f32(rng.uniform(-1.0, 1.0))).collect();
+        let x = stream.clone_htod(&x).unwrap();
+        let mut ws = MoeWorkspace::new(&stream, &config, tokens).unwrap();
+        let mut run = |engine: &MoeEngine| {
+            let mut outs = Vec::new();
+            for layer in &layers {
+                let mut out = stream.alloc_zeros::<bf16>(tokens * config.hidden).unwrap();
+                engine.forward(&stream, layer, &x, tokens, &mut out, &mut ws, TacticChoice::Auto).unwrap();
+                outs.push(out);
+            }
+            outs.iter().map(|o| stream.clone_dtoh(o).unwrap()).collect::<Vec<_>>()
+        };
+        let (a, b) = (run(&with), run(&without));
+        for (l, (a, b)) in a.iter().zip(&b).enumerate() {
+            assert!(
+                a.iter().zip(b).all(|(x, y)| x.to_bits() == y.to_bits()),
+                "T={tokens} layer {l}: the outputs differ"
+            );
+            assert!(a.iter().any(|v| v.to_f32() != 0.0), "T={tokens} layer {l}: nothing written");
+        }
     }
 }

@@ -19,7 +19,7 @@ use half::bf16;
 use crate::device::DeviceInfo;
 use crate::error::{Error, Result};
 use crate::heuristic::ProblemShape;
-use crate::launch::{launch, LaunchShape};
+use crate::launch::{launch, LaunchShape, PROGRAMMATIC_MAX_ROWS};
 use crate::plan::{SmemLimit, StagePolicy, TacticPlan};
 use crate::tuned::{Compatibility, TuneCache};
 use crate::{Arch, Fp4Format, GroupedGemmParams};
@@ -59,6 +59,8 @@ pub struct GroupedGemm {
     plans: Vec<TacticPlan>,
     tuned: Option<TuneCache>,
     input_checks: bool,
+    /// Launch with programmatic dependent launch ([`GroupedGemm::with_programmatic_launch`]).
+    programmatic: bool,
     modules: Modules,
     packer: Packer,
 }
@@ -85,6 +87,7 @@ impl GroupedGemm {
             plans: StagePolicy::RunTime.plan_all(limit.bytes()),
             tuned,
             input_checks: cfg!(debug_assertions),
+            programmatic: arch.programmatic_launch(),
             modules: Modules::new(ctx.clone(), arch, device.smem_optin_per_block),
             packer: Packer::new(ctx.clone(), arch),
             device,
@@ -140,6 +143,22 @@ impl GroupedGemm {
         }
         self.tuned = Some(cache);
         Ok(self)
+    }
+
+    /// The same handle with programmatic dependent launch on or off. It is on by default where
+    /// the PTX target has it (sm_90 and later, [`Arch::programmatic_launch`]): each call's blocks
+    /// may be scheduled while the kernel before it on the stream finishes, and wait for it at
+    /// their first instruction, which hides the gap between consecutive kernels. It is used for
+    /// calls of at most 32 rows (decode-sized; larger calls measured slower with it). Asking for
+    /// it on an earlier target leaves it off.
+    pub fn with_programmatic_launch(mut self, on: bool) -> GroupedGemm {
+        self.programmatic = on && self.arch.programmatic_launch();
+        self
+    }
+
+    /// Whether calls use programmatic dependent launch.
+    pub fn programmatic_launch(&self) -> bool {
+        self.programmatic
     }
 
     /// The same handle choosing by the heuristic alone (no tune cache, shipped or given).
@@ -250,6 +269,7 @@ impl GroupedGemm {
             blocks: tiles_bound.min(kernel.blocks_per_sm.max(1) * self.device.sm_count) as u32,
             threads: variant.tactic.tile.threads() as u32,
             shared_bytes: variant.dynamic_smem_bytes as u32,
+            programmatic: self.programmatic && args.rows <= PROGRAMMATIC_MAX_ROWS,
         };
         let (a, _a_sync) = args.a.device_ptr(stream);
         let (offsets, _o_sync) = args.offsets.device_ptr(stream);

@@ -81,6 +81,7 @@ impl Packer {
             blocks: chunks.div_ceil(PACK_BLOCK).clamp(1, 65536) as u32,
             threads: PACK_BLOCK as u32,
             shared_bytes: 0,
+            programmatic: false,
         };
         // SAFETY: the kernel takes one `PackParams` and `PACK_BLOCK` threads; `src` and `dst`
         // are live allocations of this context, each exactly `groups · n · k / 2` bytes and

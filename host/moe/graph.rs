@@ -14,7 +14,7 @@ use half::bf16;
 
 use crate::error::{DriverContext, Error, Result};
 use crate::gemm::TacticChoice;
-use crate::moe::layer::{ForwardVariants, MoeEngine, MoeLayer, MoeWorkspace};
+use crate::moe::layer::{ForwardVariants, MoeEngine, MoeLayer, MoeWorkspace, StepEvents, LAYER_STEPS};
 
 /// `tokens` tokens through every layer of `layers`, captured into one CUDA graph: each replay
 /// runs every layer on [`DecodeGraph::input`] (the step's MoE layers without the attention
@@ -29,6 +29,8 @@ pub struct DecodeGraph<'a> {
     output: CudaSlice<bf16>,
     workspace: MoeWorkspace,
     variants: ForwardVariants,
+    /// Per layer, the events the graph records around its steps (a timed capture only).
+    events: Option<Vec<StepEvents>>,
     /// The kernels and weights the graph launches and reads.
     _uses: std::marker::PhantomData<(&'a MoeEngine, &'a [MoeLayer])>,
 }
@@ -52,6 +54,32 @@ impl MoeEngine {
         tokens: usize,
         choice: TacticChoice<'_>,
     ) -> Result<DecodeGraph<'a>> {
+        self.capture(stream, layers, tokens, choice, false)
+    }
+
+    /// [`MoeEngine::capture_decode`] with an event recorded before each layer and after each of
+    /// its steps ([`LAYER_STEPS`]), inside the graph: after a replay,
+    /// [`DecodeGraph::step_times_us`] gives each layer's step times as the graph runs them (the
+    /// events stand between the kernels, so a timed step runs a little slower than an untimed
+    /// one: programmatic launch does not cross them).
+    pub fn capture_decode_timed<'a>(
+        &'a self,
+        stream: &Arc<CudaStream>,
+        layers: &'a [MoeLayer],
+        tokens: usize,
+        choice: TacticChoice<'_>,
+    ) -> Result<DecodeGraph<'a>> {
+        self.capture(stream, layers, tokens, choice, true)
+    }
+
+    fn capture<'a>(
+        &'a self,
+        stream: &Arc<CudaStream>,
+        layers: &'a [MoeLayer],
+        tokens: usize,
+        choice: TacticChoice<'_>,
+        timed: bool,
+    ) -> Result<DecodeGraph<'a>> {
         let config = layers.first().ok_or(Error::Capture("no layers to capture".into()))?.config();
         if stream.cu_stream().is_null() {
             return Err(Error::Capture(
@@ -71,18 +99,33 @@ impl MoeEngine {
         let input = stream.alloc_zeros::<bf16>(tokens * config.hidden).during("allocating the step's input")?;
         let mut output = stream.alloc_zeros::<bf16>(tokens * config.hidden).during("allocating the step's output")?;
         let checks = self.gemm().input_checks();
-        let mut step = |checks: bool| -> Result<ForwardVariants> {
+        let mut events = match timed {
+            true => Some(layers.iter().map(|_| StepEvents::new(stream.context())).collect::<Result<Vec<_>>>()?),
+            false => None,
+        };
+        let mut step = |checks: bool, events: Option<&mut Vec<StepEvents>>| -> Result<ForwardVariants> {
             let mut first = None;
+            let mut events = events.map(|e| e.iter_mut());
             for layer in layers {
-                let v =
-                    self.forward_with(stream, layer, &input, tokens, &mut output, &mut workspace, choice, checks)?;
+                let layer_events = events.as_mut().and_then(|e| e.next());
+                let v = self.forward_with(
+                    stream,
+                    layer,
+                    &input,
+                    tokens,
+                    &mut output,
+                    &mut workspace,
+                    choice,
+                    checks,
+                    layer_events,
+                )?;
                 first.get_or_insert(v);
             }
             Ok(first.expect("at least one layer"))
         };
-        step(checks)?;
+        step(checks, None)?;
         stream.begin_capture(CUstreamCaptureMode::CU_STREAM_CAPTURE_MODE_THREAD_LOCAL).during("starting a capture")?;
-        let captured = step(false);
+        let captured = step(false, events.as_mut());
         let graph = stream
             .end_capture(CUgraphInstantiate_flags(0))
             .during("instantiating the decode graph")?
@@ -96,6 +139,7 @@ impl MoeEngine {
             output,
             workspace,
             variants,
+            events,
             _uses: std::marker::PhantomData,
         })
     }
@@ -135,6 +179,14 @@ impl DecodeGraph<'_> {
     /// The variants the first layer's GEMMs run.
     pub fn variants(&self) -> ForwardVariants {
         self.variants
+    }
+
+    /// Each layer's step times in µs ([`LAYER_STEPS`]: each from the end of the step before it,
+    /// so the gap before a kernel counts to its step) in the last replay of a graph from [`MoeEngine::capture_decode_timed`]; waits for the replay.
+    /// An untimed graph is refused with [`Error::Capture`].
+    pub fn step_times_us(&self) -> Result<Vec<[f64; LAYER_STEPS.len()]>> {
+        let events = self.events.as_ref().ok_or(Error::Capture("the step was captured without events".into()))?;
+        events.iter().map(StepEvents::times_us).collect()
     }
 
     /// The stream the step was captured on (and replays on).

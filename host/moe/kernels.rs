@@ -18,7 +18,7 @@ use stagefit_kernels::params::{
 use crate::embedded::moe_module_ptx;
 use crate::error::{DriverContext, Error, Result};
 use crate::gemm::DeviceWeights;
-use crate::launch::{launch, LaunchShape};
+use crate::launch::{launch, LaunchShape, PROGRAMMATIC_MAX_ROWS};
 use crate::moe::config::MoeConfig;
 use crate::{Arch, Fp4Format};
 
@@ -81,7 +81,12 @@ impl MoeOp {
             MoeOp::Activate => (t * k * row_blocks(p.inter as usize), 0),
             MoeOp::Combine => (t * row_blocks(p.hidden as usize), 0),
         };
-        LaunchShape { blocks: blocks as u32, threads: MOE_BLOCK as u32, shared_bytes: shared_bytes as u32 }
+        LaunchShape {
+            blocks: blocks as u32,
+            threads: MOE_BLOCK as u32,
+            shared_bytes: shared_bytes as u32,
+            programmatic: false,
+        }
     }
 }
 
@@ -148,6 +153,8 @@ pub(crate) struct MoeKernels {
     ctx: Arc<CudaContext>,
     functions: Vec<(MoeOp, CudaFunction)>,
     fill: CudaFunction,
+    /// Launch with programmatic dependent launch (`crate::launch`).
+    programmatic: bool,
 }
 
 impl MoeKernels {
@@ -161,7 +168,12 @@ impl MoeKernels {
             .map(|&op| Ok((op, module.load_function(op.entry()).during("finding an MoE kernel")?)))
             .collect::<Result<Vec<_>>>()?;
         let fill = module.load_function("stagefit_moe_fill").during("finding the fill kernel")?;
-        Ok(MoeKernels { ctx: ctx.clone(), functions, fill })
+        Ok(MoeKernels { ctx: ctx.clone(), functions, fill, programmatic: arch.programmatic_launch() })
+    }
+
+    /// Programmatic dependent launch on or off (where the target has it; on by default there).
+    pub(crate) fn set_programmatic(&mut self, on: bool, arch: Arch) {
+        self.programmatic = on && arch.programmatic_launch();
     }
 
     /// Refuses a stream of another context than the module's.
@@ -185,7 +197,10 @@ impl MoeKernels {
         // SAFETY: the MoE entry points take one `MoeParams` and `MOE_BLOCK` threads with the
         // shared memory `MoeOp::shape` gives; the buffers are the caller's contract; the
         // kernels bound every index they read from device data.
-        unsafe { launch(function, stream, op.shape(&params), params, "launching an MoE kernel") }
+        let rows = params.tokens as usize * params.top_k as usize;
+        let shape =
+            LaunchShape { programmatic: self.programmatic && rows <= PROGRAMMATIC_MAX_ROWS, ..op.shape(&params) };
+        unsafe { launch(function, stream, shape, params, "launching an MoE kernel") }
     }
 
     /// `logits[t][e] = x[t] · router[e] + router_bias[e]`.
@@ -477,6 +492,7 @@ impl MoeKernels {
             blocks: len.div_ceil(4 * MOE_BLOCK).clamp(1, 65536) as u32,
             threads: MOE_BLOCK as u32,
             shared_bytes: 0,
+            programmatic: false,
         };
         // SAFETY: the fill kernel takes one `FillParams` and `MOE_BLOCK` threads, and writes the
         // `len` bytes at `ptr`: a live allocation of this context (cudarc allocations are

@@ -2,7 +2,8 @@
 
 use std::sync::Arc;
 
-use cudarc::driver::{CudaContext, CudaSlice, CudaStream, DevicePtr, DevicePtrMut, DeviceSlice};
+use cudarc::driver::sys::{cuEventRecordWithFlags, CUevent_flags, CUevent_record_flags};
+use cudarc::driver::{CudaContext, CudaEvent, CudaSlice, CudaStream, DevicePtr, DevicePtrMut, DeviceSlice};
 use half::bf16;
 
 use crate::error::{DriverContext, Error, Result};
@@ -182,6 +183,15 @@ impl MoeEngine {
         self
     }
 
+    /// The same engine with programmatic dependent launch on or off for every kernel it
+    /// launches (see [`GroupedGemm::with_programmatic_launch`]; on by default on sm_90 and
+    /// later).
+    pub fn with_programmatic_launch(mut self, on: bool) -> MoeEngine {
+        self.gemm = self.gemm.with_programmatic_launch(on);
+        self.kernels.set_programmatic(on, self.gemm.arch());
+        self
+    }
+
     /// The grouped GEMM this engine launches.
     pub fn gemm(&self) -> &GroupedGemm {
         &self.gemm
@@ -239,11 +249,11 @@ impl MoeEngine {
         ws: &mut MoeWorkspace,
         choice: TacticChoice<'_>,
     ) -> Result<ForwardVariants> {
-        self.forward_with(stream, layer, x, tokens, out, ws, choice, self.gemm.input_checks())
+        self.forward_with(stream, layer, x, tokens, out, ws, choice, self.gemm.input_checks(), None)
     }
 
     /// [`MoeEngine::forward`] with the grouped GEMMs' device-data checks on or off for this
-    /// call (off while a stream is captured: see `moe::graph`).
+    /// call (off while a stream is captured: see `moe::graph`), and timed by `events` if given.
     #[allow(clippy::too_many_arguments)]
     pub(crate) fn forward_with(
         &self,
@@ -255,10 +265,12 @@ impl MoeEngine {
         ws: &mut MoeWorkspace,
         choice: TacticChoice<'_>,
         input_checks: bool,
+        mut events: Option<&mut StepEvents>,
     ) -> Result<ForwardVariants> {
         let c = &layer.config;
         check_call(c, tokens, x, out, ws)?;
         let (k, s) = (&self.kernels, MoeShape::new(c, tokens));
+        mark(&mut events, stream, 0)?;
         // 1. Router logits. 2. Top-k experts and combine weights. 3. Assignments sorted by
         // expert. 4. Input rows gathered in that order. A small batch does all four in one launch.
         if MoeKernels::routes_small(&s) {
@@ -277,7 +289,8 @@ impl MoeEngine {
             k.top_k(stream, &s, &ws.logits, &mut ws.topk_ids, &mut ws.topk_w)?;
             ws.rest.permute_and_gather(k, stream, &s, x, &ws.topk_ids)?;
         }
-        self.experts(stream, layer, &s, (&ws.topk_ids, &ws.topk_w), out, &mut ws.rest, choice, input_checks)
+        mark(&mut events, stream, 1)?;
+        self.experts(stream, layer, &s, (&ws.topk_ids, &ws.topk_w), out, &mut ws.rest, choice, input_checks, events)
     }
 
     /// `out = MoE(x)` for `tokens` rows of `x` with the caller's routing: `topk_ids`
@@ -317,7 +330,7 @@ impl MoeEngine {
             }
         }
         ws.rest.permute_and_gather(&self.kernels, stream, &s, x, topk_ids)?;
-        self.experts(stream, layer, &s, (topk_ids, topk_weights), out, &mut ws.rest, choice, checks)
+        self.experts(stream, layer, &s, (topk_ids, topk_weights), out, &mut ws.rest, choice, checks, None)
     }
 
     /// The layer after routing and the gather: gate/up, activation, down and the weighted
@@ -334,6 +347,7 @@ impl MoeEngine {
         ws: &mut ExpertBuffers,
         choice: TacticChoice<'_>,
         input_checks: bool,
+        mut events: Option<&mut StepEvents>,
     ) -> Result<ForwardVariants> {
         let (k, rows) = (&self.kernels, s.rows());
         // 5. Gate/up projection, one group per expert.
@@ -349,8 +363,10 @@ impl MoeEngine {
             choice,
             input_checks,
         )?;
+        mark(&mut events, stream, 2)?;
         // 6. Activation. 7. Down projection. 8. Weighted combine back into token order.
         k.activate(stream, s, &ws.h1, &ws.perm_src, topk_ids, &layer.gate_up_bias, &mut ws.a2)?;
+        mark(&mut events, stream, 3)?;
         let down = self.gemm.run_with(
             stream,
             GroupedGemmArgs {
@@ -363,8 +379,74 @@ impl MoeEngine {
             choice,
             input_checks,
         )?;
+        mark(&mut events, stream, 4)?;
         k.combine(stream, s, &ws.h2, &ws.perm_dst, topk_ids, topk_w, &layer.down_bias, out)?;
+        mark(&mut events, stream, 5)?;
         Ok(ForwardVariants { gate_up, down })
+    }
+}
+
+/// The steps of a layer that [`MoeEngine::capture_decode_timed`] times, in order: routing (router,
+/// top-k, permutation and gather), the gate/up GEMM, the activation, the down GEMM and the
+/// weighted combine.
+pub const LAYER_STEPS: [&str; 5] = ["routing", "gate_up", "activation", "down", "combine"];
+
+/// Events around the steps of one layer call (`MoeEngine::capture_decode_timed`).
+pub(crate) struct StepEvents {
+    /// Before the layer, then after each of [`LAYER_STEPS`].
+    events: Vec<CudaEvent>,
+}
+
+impl StepEvents {
+    /// Events on `ctx` for one layer call.
+    pub(crate) fn new(ctx: &Arc<CudaContext>) -> Result<StepEvents> {
+        let events = (0..=LAYER_STEPS.len())
+            .map(|_| ctx.new_event(Some(CUevent_flags::CU_EVENT_DEFAULT)).during("creating an event"))
+            .collect::<Result<_>>()?;
+        Ok(StepEvents { events })
+    }
+
+    /// Records event `at` on `stream`; inside a stream capture it becomes an event-record node
+    /// of the graph (an external record: a plain record there only orders the capture).
+    fn record(&mut self, stream: &Arc<CudaStream>, at: usize) -> Result<()> {
+        let event = &self.events[at];
+        if event.context() != stream.context() {
+            return Err(Error::Context {
+                buffer: "stream",
+                expected: event.context().ordinal(),
+                actual: stream.context().ordinal(),
+            });
+        }
+        stream.context().bind_to_thread().during("binding the context")?;
+        // SAFETY: the event and the stream are live handles of the same context, bound to this
+        // thread; recording touches no memory of ours.
+        unsafe {
+            cuEventRecordWithFlags(
+                event.cu_event(),
+                stream.cu_stream(),
+                CUevent_record_flags::CU_EVENT_RECORD_EXTERNAL as u32,
+            )
+        }
+        .result()
+        .during("recording an event")
+    }
+
+    /// Each step's GPU time in µs (the time from the end of the step before it, so the gaps
+    /// between kernels count to the step they precede); waits for the events.
+    pub(crate) fn times_us(&self) -> Result<[f64; LAYER_STEPS.len()]> {
+        let mut times = [0.0; LAYER_STEPS.len()];
+        for (i, time) in times.iter_mut().enumerate() {
+            *time = self.events[i].elapsed_ms(&self.events[i + 1]).during("reading an event")? as f64 * 1e3;
+        }
+        Ok(times)
+    }
+}
+
+/// Records event `at` of `events`, if timing.
+fn mark(events: &mut Option<&mut StepEvents>, stream: &Arc<CudaStream>, at: usize) -> Result<()> {
+    match events {
+        Some(events) => events.record(stream, at),
+        None => Ok(()),
     }
 }
 

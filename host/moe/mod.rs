@@ -18,5 +18,5 @@ pub mod weights;
 pub use checkpoint::{MoeModel, WeightLayout};
 pub use config::{presets, Activation, GateUpLayout, MoeConfig, Preset, GPT_OSS, GPT_OSS_ALPHA, GPT_OSS_LIMIT};
 pub use graph::DecodeGraph;
-pub use layer::{ForwardVariants, MoeEngine, MoeLayer, MoeWorkspace, Routing};
+pub use layer::{ForwardVariants, MoeEngine, MoeLayer, MoeWorkspace, Routing, LAYER_STEPS};
 pub use weights::MoeLayerWeights;

@@ -53,6 +53,14 @@ impl Arch {
         matches!(self, Arch::Sm120a | Arch::Sm121a)
     }
 
+    /// Whether the kernels of this target start with `griddepcontrol.wait` (PTX has it from
+    /// sm_90 on), so that the host may launch them with programmatic dependent launch: each
+    /// kernel's blocks may start while the one before it on the stream finishes.
+    #[inline]
+    pub const fn programmatic_launch(self) -> bool {
+        !matches!(self, Arch::Sm80)
+    }
+
     /// The per-block opt-in shared memory of this architecture's reference part, used when
     /// planning without a device (`stagefit plan --arch`): A100 166912, H100 232448,
     /// RTX 50 / GB10 101376. A real device is always queried instead.

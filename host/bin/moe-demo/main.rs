@@ -19,7 +19,9 @@ use cudarc::driver::{CudaContext, CudaSlice, CudaStream};
 use half::bf16;
 use stagefit::device::context;
 use stagefit::moe::checkpoint::Checkpoint;
-use stagefit::moe::{reference, ForwardVariants, MoeConfig, MoeEngine, MoeLayer, MoeModel, MoeWorkspace, Preset};
+use stagefit::moe::{
+    reference, ForwardVariants, MoeConfig, MoeEngine, MoeLayer, MoeModel, MoeWorkspace, Preset, LAYER_STEPS,
+};
 use stagefit::plan::StagePolicy;
 use stagefit::reference::compare;
 use stagefit::rng::SplitMix64;
@@ -77,6 +79,14 @@ struct Args {
     /// Decode with eager launches instead of one CUDA graph per step.
     #[arg(long)]
     eager: bool,
+    /// Launch every kernel the ordinary way, without programmatic dependent launch (which
+    /// is on by default on sm_90 and later), for comparison.
+    #[arg(long)]
+    no_pdl: bool,
+    /// Also time each step of a layer (routing, gate_up, activation, down, combine) with events
+    /// inside a captured decode step, and print the per-layer breakdown.
+    #[arg(long)]
+    profile: bool,
     /// The CUDA device ordinal.
     #[arg(long, default_value_t = 0)]
     device: usize,
@@ -199,6 +209,7 @@ struct DemoReport {
     experts: usize,
     layers: usize,
     decode_mode: &'static str,
+    programmatic_launch: bool,
     batch: usize,
     variants: Vec<VariantReport>,
     prefill: PhaseReport,
@@ -206,6 +217,50 @@ struct DemoReport {
     decode: Option<PhaseReport>,
     /// Layer 0 against the CPU reference.
     verify: Option<VerifyReport>,
+    /// Each step of a decode layer, by events (`--profile`).
+    profile: Option<ProfileReport>,
+}
+
+/// The per-layer breakdown of decode steps, timed with events inside the captured step.
+#[derive(Serialize)]
+struct ProfileReport {
+    /// Decode steps timed (every layer of each).
+    steps: usize,
+    /// Each step's mean GPU time per layer, µs: (step, µs); the time from the end of the step
+    /// before it, so the gap before a kernel counts to its step.
+    per_layer_us: Vec<(&'static str, f64)>,
+    /// Their sum: a layer of the captured step with events between its steps.
+    timed_layer_us: f64,
+    /// A layer of the untimed decode graph (its step time ÷ layers), when the decode ran as a
+    /// graph.
+    graph_layer_us: Option<f64>,
+}
+
+/// Times every layer's steps over `steps` replays of a decode step of `batch` tokens captured
+/// with events between the steps (`MoeEngine::capture_decode_timed`).
+fn profile(
+    engine: &MoeEngine,
+    stream: &Arc<CudaStream>,
+    layers: &[MoeLayer],
+    x: &CudaSlice<bf16>,
+    batch: usize,
+    steps: usize,
+) -> anyhow::Result<Vec<(&'static str, f64)>> {
+    let mut graph = engine.capture_decode_timed(stream, layers, batch, TacticChoice::Auto)?;
+    let hidden = layers[0].config().hidden;
+    stream.memcpy_dtod(&x.slice(..batch * hidden), graph.input_mut()).context("copying tokens")?;
+    graph.replay()?;
+    let mut sums = [0.0; LAYER_STEPS.len()];
+    for _ in 0..steps {
+        graph.replay()?;
+        for layer in graph.step_times_us()? {
+            for (sum, t) in sums.iter_mut().zip(layer) {
+                *sum += t;
+            }
+        }
+    }
+    let calls = (steps * layers.len()) as f64;
+    Ok(LAYER_STEPS.iter().zip(sums).map(|(&step, sum)| (step, sum / calls)).collect())
 }
 
 /// Layer 0 on a few tokens against the CPU reference.
@@ -215,6 +270,9 @@ struct VerifyReport {
     max_rel_err: f64,
     norm_rel_err: f64,
 }
+
+/// Decode steps `--profile` times.
+const PROFILE_STEPS: usize = 8;
 
 /// The model the demo runs: its name, layer config and the layers on the device.
 struct LoadedModel {
@@ -297,16 +355,17 @@ fn run(args: Args) -> anyhow::Result<()> {
         Policy::RunTime => StagePolicy::RunTime,
         Policy::FixedFamilyMax => StagePolicy::FixedFamilyMax,
     };
-    let engine = MoeEngine::new(&ctx, args.smem_limit, policy)?;
+    let engine = MoeEngine::new(&ctx, args.smem_limit, policy)?.with_programmatic_launch(!args.no_pdl);
     let info = engine.gemm().device().clone();
     say(format!(
         "device: {} (sm_{}{}), {} bytes opt-in shared memory per block",
         info.name, info.compute_capability.0, info.compute_capability.1, info.smem_optin_per_block
     ))?;
     say(format!(
-        "shared-memory limit: {} bytes ({}); STAGES policy: {policy:?}",
+        "shared-memory limit: {} bytes ({}); STAGES policy: {policy:?}; programmatic dependent launch {}",
         engine.gemm().limit().bytes(),
         engine.gemm().limit().source(),
+        if engine.gemm().programmatic_launch() { "on" } else { "off" },
     ))?;
     let model = load(&args, &engine, &stream)?;
     if !model.loaded.is_empty() {
@@ -406,6 +465,18 @@ fn run(args: Args) -> anyhow::Result<()> {
     } else {
         None
     };
+    let profile = if args.profile {
+        let per_layer_us = profile(&engine, &stream, layers, &x, batch, PROFILE_STEPS)?;
+        Some(ProfileReport {
+            steps: PROFILE_STEPS,
+            timed_layer_us: per_layer_us.iter().map(|(_, us)| us).sum(),
+            per_layer_us,
+            graph_layer_us: (!args.eager && args.decode_steps > 0)
+                .then(|| decode_ms as f64 * 1e3 / args.decode_steps as f64 / layers.len() as f64),
+        })
+    } else {
+        None
+    };
     let report = DemoReport {
         device: info.name.clone(),
         smem_limit: engine.gemm().limit().bytes(),
@@ -414,11 +485,13 @@ fn run(args: Args) -> anyhow::Result<()> {
         experts: c.experts,
         layers: layers.len(),
         decode_mode: if args.eager { "eager" } else { "graph" },
+        programmatic_launch: engine.gemm().programmatic_launch(),
         batch,
         variants: chosen,
         prefill,
         decode,
         verify,
+        profile,
     };
     if text {
         print_report(&report)?;
@@ -461,6 +534,21 @@ fn print_report(r: &DemoReport) -> anyhow::Result<()> {
             d.active_experts,
             r.experts,
         ))?;
+    }
+    if let Some(p) = &r.profile {
+        say(format!(
+            "profile: each step of a decode layer, mean of {} replays × {} layers, by events inside the captured step:",
+            p.steps, r.layers
+        ))?;
+        let mut rows = table(&["step", "µs per layer", "share"], &[0]);
+        for (step, us) in &p.per_layer_us {
+            rows.add_row(vec![step.to_string(), format!("{us:.1}"), format!("{:.0} %", 100.0 * us / p.timed_layer_us)]);
+        }
+        rows.add_row(vec!["layer, timed".to_string(), format!("{:.1}", p.timed_layer_us), String::new()]);
+        if let Some(graph) = p.graph_layer_us {
+            rows.add_row(vec!["layer, untimed graph".to_string(), format!("{graph:.1}"), String::new()]);
+        }
+        say(rows)?;
     }
     if let Some(v) = &r.verify {
         say(format!(

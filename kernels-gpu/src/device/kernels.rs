@@ -5,8 +5,12 @@
 //! [`swap_ab_gemm`]. Names are `stagefit_gemm_{format}_{tactic}_s{stages}`, e.g.
 //! `stagefit_gemm_nvfp4_m128n256k64w2x4_s3`; the host builds the same names from the same
 //! table.
+//!
+//! Every entry starts with [`wait_for_previous_grid`], so the host may launch any of them with
+//! programmatic dependent launch on sm_90 and later.
 
 use super::gemm::grouped_gemm;
+use super::ptx::wait_for_previous_grid;
 use super::swap_ab::swap_ab_gemm;
 use crate::format::{MXFP4, NVFP4};
 use crate::params::GroupedGemmParams;
@@ -25,6 +29,7 @@ macro_rules! entry_point {
         const _: () = {
             #[export_name = concat!("stagefit_gemm_", $fmt_name, "_", $name, "_s", stringify!($s))]
             unsafe extern "ptx-kernel" fn kernel(params: GroupedGemmParams) {
+                wait_for_previous_grid();
                 // SAFETY: the host launches this entry with the tactic's block size, a
                 // validated problem and at least the layout's dynamic shared memory.
                 unsafe { run_family!($family, params, $fmt, $wm, $wn, $wk, $mm, $mn, $bk, $s) }
@@ -51,6 +56,7 @@ macro_rules! moe_entry_points {
             const _: () = {
                 #[export_name = concat!("stagefit_moe_", stringify!($name))]
                 unsafe extern "ptx-kernel" fn kernel(params: $params) {
+                    wait_for_previous_grid();
                     // SAFETY: the host launches these with the documented block size, grid and
                     // validated shapes (see `host/moe`).
                     unsafe { super::moe::$name(&params) }
@@ -74,6 +80,7 @@ moe_entry_points!(
 
 #[export_name = "stagefit_weights_pack"]
 unsafe extern "ptx-kernel" fn weights_pack(params: crate::params::PackParams) {
+    wait_for_previous_grid();
     // SAFETY: the host launches it with `PACK_BLOCK` threads on buffers it checked against the
     // shapes (see `host/gemm/packing.rs`).
     unsafe { super::weights::pack(&params) }

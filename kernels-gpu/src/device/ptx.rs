@@ -220,6 +220,23 @@ pub unsafe fn atom_add_global_u32(addr: u64, v: u32) -> u32 {
     }
 }
 
+/// Programmatic dependent launch, the first thing every stagefit kernel does:
+/// `griddepcontrol.wait` (until the kernels this grid depends on have finished and their writes
+/// are visible: a no-op when it was launched without the programmatic-serialization attribute),
+/// then `griddepcontrol.launch_dependents` (the next kernel on the stream may start its blocks,
+/// which wait the same way). PTX has these from sm_90 on: the host's build sets
+/// `--cfg stagefit_griddepcontrol` for exactly the targets whose `Arch::programmatic_launch`
+/// is true; on the others this is empty and the host never asks for programmatic launch.
+#[inline(always)]
+pub fn wait_for_previous_grid() {
+    #[cfg(stagefit_griddepcontrol)]
+    // SAFETY: both instructions only order this grid against its neighbours on the stream; the
+    // asm! block is not `nomem`, so no memory access moves across it.
+    unsafe {
+        asm!("griddepcontrol.wait;", "griddepcontrol.launch_dependents;")
+    };
+}
+
 /// `fence.acq_rel.gpu`: this thread's memory accesses before it are ordered, for every thread of
 /// the GPU, before those after it.
 #[inline(always)]
