@@ -132,7 +132,7 @@ pub enum Error {
     },
     /// A checkpoint file, config key or tensor that is missing, misshapen, of the wrong dtype,
     /// or unreadable.
-    #[error("checkpoint {file}: `{tensor}`: {problem}")]
+    #[error("checkpoint {file}{}: {problem}", tensor_suffix(.tensor))]
     Checkpoint {
         /// The file (a shard, the index, `config.json`, or the directory).
         file: String,
@@ -180,5 +180,14 @@ pub(crate) trait DriverContext<T> {
 impl<T> DriverContext<T> for Result<T, cudarc::driver::DriverError> {
     fn during(self, context: &'static str) -> Result<T> {
         self.map_err(|source| Error::Driver { context, source })
+    }
+}
+
+/// `, tensor `NAME`` for a checkpoint error about a tensor or config key; nothing when the
+/// file itself is the problem (`<file>`).
+fn tensor_suffix(tensor: &str) -> String {
+    match tensor {
+        "<file>" => String::new(),
+        name => format!(", `{name}`"),
     }
 }

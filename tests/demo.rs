@@ -124,3 +124,11 @@ fn the_demo_runs_a_small_model_and_a_checkpoint() {
     assert!(out.contains("loading 1 MoE layers"), "{out}");
     assert!(out.contains("verify: layer 0"), "{out}");
 }
+
+#[test]
+fn a_broken_model_directory_is_refused_before_the_gpu() {
+    let (ok, _, err) = demo(&["--model", "/nonexistent-model-dir"]);
+    assert!(!ok);
+    assert!(err.contains("/nonexistent-model-dir/config.json"), "{err}");
+    assert!(!err.contains("CUDA"), "the model is read before any GPU work: {err}");
+}

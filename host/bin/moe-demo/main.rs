@@ -283,12 +283,17 @@ struct LoadedModel {
     layers: Vec<MoeLayer>,
 }
 
-/// Loads the layers `args` asks for onto the device: a model directory's, a checkpoint file's
-/// or seeded random ones of the preset's shape; at most `--layers` of them.
-fn load(args: &Args, engine: &MoeEngine, stream: &Arc<CudaStream>) -> anyhow::Result<LoadedModel> {
+/// Loads the layers `args` asks for onto the device: the opened model directory's, a
+/// checkpoint file's or seeded random ones of the preset's shape; at most `--layers` of them.
+fn load(
+    args: &Args,
+    model: Option<&MoeModel>,
+    engine: &MoeEngine,
+    stream: &Arc<CudaStream>,
+) -> anyhow::Result<LoadedModel> {
     let limit = |count: usize| args.layers.map_or(count, |l| count.min(l as usize));
-    if let Some(dir) = &args.model {
-        let model = MoeModel::open_with(dir, args.format)?;
+    if let Some(model) = model {
+        let dir = model.dir();
         let config = model.config().clone();
         let chosen = &model.layers()[..limit(model.layers().len())];
         let loaded = format!(
@@ -345,6 +350,8 @@ fn run(args: Args) -> anyhow::Result<()> {
     // With the JSON on stdout, the text goes nowhere.
     let text = json != Some(JsonTarget::Stdout);
     let say = |line: String| if text { say(line) } else { Ok(()) };
+    // The model directory is read (config, index, shards present) before any GPU work.
+    let model_dir = args.model.as_deref().map(|dir| MoeModel::open_with(dir, args.format)).transpose()?;
     let ctx = context(args.device)?;
     // SAFETY: everything runs on this one stream, in order, so cudarc's cross-stream event
     // tracking is not needed (and its event waits could not be captured into the decode graph).
@@ -367,7 +374,7 @@ fn run(args: Args) -> anyhow::Result<()> {
         engine.gemm().limit().source(),
         if engine.gemm().programmatic_launch() { "on" } else { "off" },
     ))?;
-    let model = load(&args, &engine, &stream)?;
+    let model = load(&args, model_dir.as_ref(), &engine, &stream)?;
     if !model.loaded.is_empty() {
         say(model.loaded.clone())?;
     }

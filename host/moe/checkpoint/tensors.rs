@@ -17,9 +17,13 @@ pub const SINGLE_FILE: &str = "model.safetensors";
 /// The largest index file read.
 const MAX_INDEX_BYTES: u64 = 64 << 20;
 
-/// A refusal about `file` (the tensor `tensor`, or `<file>` for the file itself).
+/// A refusal about `file` (the tensor `tensor`, or `<file>` for the file itself); a problem
+/// that starts by naming the file (as `crate::files` words them) is not told the name twice.
 pub(crate) fn checkpoint_error(file: &Path, tensor: &str, problem: impl Into<String>) -> Error {
-    Error::Checkpoint { file: file.display().to_string(), tensor: tensor.to_string(), problem: problem.into() }
+    let file = file.display().to_string();
+    let problem: String = problem.into();
+    let problem = problem.strip_prefix(&format!("{file}: ")).map(str::to_string).unwrap_or(problem);
+    Error::Checkpoint { file, tensor: tensor.to_string(), problem }
 }
 
 /// One tensor: where it is, and its bytes (little-endian, as stored).
