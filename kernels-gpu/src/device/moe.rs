@@ -65,6 +65,9 @@ pub unsafe fn router(p: &MoeParams) {
     unsafe { router_logit(p, warp, lane) }
 }
 
+/// 16-byte chunks of a router row each lane loads before using any (`router_logit`).
+const ROUTER_UNROLL: usize = 4;
+
 /// The logit of (token, expert) number `warp` (token-major), by one warp; nothing past T·E.
 ///
 /// # Safety
@@ -78,18 +81,35 @@ unsafe fn router_logit(p: &MoeParams, warp: usize, lane: usize) {
         if t >= p.tokens as usize {
             return;
         }
+        // The lane's 16-byte chunks are c, c + 32, c + 64, ...: ROUTER_UNROLL of them are
+        // loaded before any is used, so their memory latencies overlap instead of adding up,
+        // and summed in that same order (the result is the one-chunk-at-a-time sum, bit for bit).
+        let chunks = hidden / 8;
         let mut acc = 0.0f32;
         let mut c = lane;
-        while c < hidden / 8 {
-            let xv = ld_global_nc_v4(p.x + 2 * (t * hidden + c * 8) as u64);
-            let wv = ld_global_nc_v4(p.router_w + 2 * (e * hidden + c * 8) as u64);
-            let mut i = 0;
-            while i < 4 {
-                let ((x0, x1), (w0, w1)) = (unpack(xv[i]), unpack(wv[i]));
-                acc += x0 * w0 + x1 * w1;
-                i += 1;
+        while c < chunks {
+            let mut xv = [[0u32; 4]; ROUTER_UNROLL];
+            let mut wv = [[0u32; 4]; ROUTER_UNROLL];
+            let mut u = 0;
+            while u < ROUTER_UNROLL {
+                let chunk = c + 32 * u;
+                if chunk < chunks {
+                    xv[u] = ld_global_nc_v4(p.x + 2 * (t * hidden + chunk * 8) as u64);
+                    wv[u] = ld_global_nc_v4(p.router_w + 2 * (e * hidden + chunk * 8) as u64);
+                }
+                u += 1;
             }
-            c += 32;
+            let mut u = 0;
+            while u < ROUTER_UNROLL && c + 32 * u < chunks {
+                let mut i = 0;
+                while i < 4 {
+                    let ((x0, x1), (w0, w1)) = (unpack(xv[u][i]), unpack(wv[u][i]));
+                    acc += x0 * w0 + x1 * w1;
+                    i += 1;
+                }
+                u += 1;
+            }
+            c += 32 * ROUTER_UNROLL;
         }
         let acc = warp_sum(acc);
         if lane == 0 {
