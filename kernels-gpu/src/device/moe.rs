@@ -65,6 +65,9 @@ pub unsafe fn router(p: &MoeParams) {
     unsafe { router_logit(p, warp, lane) }
 }
 
+/// 16-byte chunks each thread of `route_small`'s gather loads before storing any.
+const GATHER_BATCH: usize = 4;
+
 /// 16-byte chunks of a router row each lane loads before using any (`router_logit`).
 const ROUTER_UNROLL: usize = 4;
 
@@ -151,12 +154,21 @@ unsafe fn topk_token(p: &MoeParams, t: usize, lane: usize) {
     unsafe {
         let (experts, k) = (p.experts as usize, p.top_k as usize);
         const PER_LANE: usize = MAX_EXPERTS / 32;
-        let mut keys = [ABSENT; PER_LANE];
+        // Every load is issued before any key is made from one, so their latencies overlap.
+        let mut bits = [0u32; PER_LANE];
         let mut j = 0;
         while j < PER_LANE {
             let e = lane + 32 * j;
             if e < experts {
-                keys[j] = rank_key(f32::from_bits(ld_global_cg_u32(p.logits + 4 * (t * experts + e) as u64)));
+                bits[j] = ld_global_cg_u32(p.logits + 4 * (t * experts + e) as u64);
+            }
+            j += 1;
+        }
+        let mut keys = [ABSENT; PER_LANE];
+        let mut j = 0;
+        while j < PER_LANE {
+            if lane + 32 * j < experts {
+                keys[j] = rank_key(f32::from_bits(bits[j]));
             }
             j += 1;
         }
@@ -406,13 +418,14 @@ pub unsafe fn route_small(p: &MoeParams) {
             st_global_u32(p.counts + 4 * tid as u64, n);
         }
         sync_threads();
-        // 3. Each expert's first row: the counts before it.
+        // 3. Each expert's first row: the assignments to the experts before it (the counts
+        // before it, summed over the at most SMALL_ROUTE_ROWS assignments, not the experts).
         if tid < experts {
             let mut first = 0u32;
-            let mut e = 0;
-            while e < tid {
-                first += ld_shared_u32(counts + 4 * e as u32);
-                e += 1;
+            let mut a = 0;
+            while a < rows {
+                first += ((ld_shared_u32(ids + 4 * a as u32) as usize) < tid) as u32;
+                a += 1;
             }
             st_shared_u32(firsts + 4 * tid as u32, first);
             st_global_u32(p.offsets + 4 * tid as u64, first);
@@ -436,15 +449,30 @@ pub unsafe fn route_small(p: &MoeParams) {
             st_global_u32(p.perm_dst + 4 * tid as u64, row as u32);
         }
         sync_threads();
-        // 5. The gather: a_perm[row] = x[token of row], 16 bytes per step.
+        // 5. The gather: a_perm[row] = x[token of row], 16 bytes per chunk, GATHER_BATCH
+        // chunks loaded before any is stored so that their latencies overlap.
         let per_row = (p.hidden as usize / 8).max(1);
+        let chunks = rows * per_row;
         let mut i = tid;
-        while i < rows * per_row {
-            let (row, c) = (i / per_row, i % per_row);
-            let t = (ld_shared_u32(sources + 4 * row as u32) as usize / k).min(tokens - 1);
-            let v = ld_global_nc_v4(p.x + 2 * (t * per_row * 8 + c * 8) as u64);
-            st_global_v4(p.a_perm + 2 * (row * per_row * 8 + c * 8) as u64, v);
-            i += MOE_BLOCK;
+        while i < chunks {
+            let mut v = [[0u32; 4]; GATHER_BATCH];
+            let mut b = 0;
+            while b < GATHER_BATCH {
+                let chunk = i + b * MOE_BLOCK;
+                if chunk < chunks {
+                    let (row, c) = (chunk / per_row, chunk % per_row);
+                    let t = (ld_shared_u32(sources + 4 * row as u32) as usize / k).min(tokens - 1);
+                    v[b] = ld_global_nc_v4(p.x + 2 * (t * per_row * 8 + c * 8) as u64);
+                }
+                b += 1;
+            }
+            let mut b = 0;
+            while b < GATHER_BATCH && i + b * MOE_BLOCK < chunks {
+                let chunk = i + b * MOE_BLOCK;
+                st_global_v4(p.a_perm + 2 * chunk as u64 * 8, v[b]);
+                b += 1;
+            }
+            i += GATHER_BATCH * MOE_BLOCK;
         }
         if tid == 0 {
             st_global_u32(p.counter, 0);
