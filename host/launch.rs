@@ -23,6 +23,11 @@ use crate::error::{DriverContext, Result};
 /// ordinary way.
 pub(crate) const PROGRAMMATIC_MAX_ROWS: usize = 32;
 
+/// Whether a call of `rows` rows launches programmatically, where the launcher has it `enabled`.
+pub(crate) fn programmatic(enabled: bool, rows: usize) -> bool {
+    enabled && rows <= PROGRAMMATIC_MAX_ROWS
+}
+
 /// Grid, block and dynamic shared memory of one launch (1-D grids and blocks).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) struct LaunchShape {

@@ -117,14 +117,20 @@ impl TuneCache {
     /// The shipped cache for `device` at `smem_limit`, if the project measured one
     /// ([`SHIPPED_CACHES`]).
     pub fn shipped(device: &DeviceInfo, smem_limit: usize) -> Option<TuneCache> {
-        SHIPPED_CACHES
-            .iter()
-            .map(|(name, text)| {
-                let cache: TuneCache =
-                    serde_json::from_str(text).unwrap_or_else(|e| panic!("shipped cache {name}: {e}"));
-                cache
+        // Parsed once per process, not once per handle.
+        static PARSED: std::sync::OnceLock<Vec<TuneCache>> = std::sync::OnceLock::new();
+        PARSED
+            .get_or_init(|| {
+                SHIPPED_CACHES
+                    .iter()
+                    .map(|(name, text)| {
+                        serde_json::from_str(text).unwrap_or_else(|e| panic!("shipped cache {name}: {e}"))
+                    })
+                    .collect()
             })
+            .iter()
             .find(|cache| cache.compatibility(device, smem_limit).applies())
+            .cloned()
     }
 
     /// Adds `other`'s entries, each replacing an entry of the same problem; `other` must be

@@ -19,7 +19,7 @@ use half::bf16;
 use crate::device::DeviceInfo;
 use crate::error::{Error, Result};
 use crate::heuristic::ProblemShape;
-use crate::launch::{launch, LaunchShape, PROGRAMMATIC_MAX_ROWS};
+use crate::launch::{launch, programmatic, LaunchShape};
 use crate::plan::{SmemLimit, StagePolicy, TacticPlan};
 use crate::tuned::{Compatibility, TuneCache};
 use crate::{Arch, Fp4Format, GroupedGemmParams};
@@ -269,7 +269,7 @@ impl GroupedGemm {
             blocks: tiles_bound.min(kernel.blocks_per_sm.max(1) * self.device.sm_count) as u32,
             threads: variant.tactic.tile.threads() as u32,
             shared_bytes: variant.dynamic_smem_bytes as u32,
-            programmatic: self.programmatic && args.rows <= PROGRAMMATIC_MAX_ROWS,
+            programmatic: programmatic(self.programmatic, args.rows),
         };
         let (a, _a_sync) = args.a.device_ptr(stream);
         let (offsets, _o_sync) = args.offsets.device_ptr(stream);

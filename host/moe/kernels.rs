@@ -18,7 +18,7 @@ use stagefit_kernels::params::{
 use crate::embedded::moe_module_ptx;
 use crate::error::{DriverContext, Error, Result};
 use crate::gemm::DeviceWeights;
-use crate::launch::{launch, LaunchShape, PROGRAMMATIC_MAX_ROWS};
+use crate::launch::{launch, programmatic, LaunchShape};
 use crate::moe::config::MoeConfig;
 use crate::{Arch, Fp4Format};
 
@@ -194,12 +194,11 @@ impl MoeKernels {
     unsafe fn launch(&self, stream: &CudaStream, op: MoeOp, params: MoeParams) -> Result<()> {
         self.check_stream(stream)?;
         let function = &self.functions.iter().find(|(o, _)| *o == op).expect("every op is loaded").1;
+        let rows = params.tokens as usize * params.top_k as usize;
+        let shape = LaunchShape { programmatic: programmatic(self.programmatic, rows), ..op.shape(&params) };
         // SAFETY: the MoE entry points take one `MoeParams` and `MOE_BLOCK` threads with the
         // shared memory `MoeOp::shape` gives; the buffers are the caller's contract; the
         // kernels bound every index they read from device data.
-        let rows = params.tokens as usize * params.top_k as usize;
-        let shape =
-            LaunchShape { programmatic: self.programmatic && rows <= PROGRAMMATIC_MAX_ROWS, ..op.shape(&params) };
         unsafe { launch(function, stream, shape, params, "launching an MoE kernel") }
     }
 
