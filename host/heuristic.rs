@@ -3,17 +3,17 @@
 //! [`crate::plan`] says what fits; this module ranks what fits. The choice goes by the mean
 //! rows per active group (decode has a few rows per expert, prefill many) through
 //! [`PREFERENCES`], with K and the tile count as second features: up to 8 rows the swap-AB
-//! tiles (8 rows by 64 or 128 weight rows), then the activation-major ones. The decode rows
-//! were fitted to `stagefit bench` runs of the swap-AB and activation-major variants on the
-//! four presets' shapes on an H100 (`results/h100-swap-ab-variants-s4.txt`); the larger rows
-//! to `stagefit tune` runs of 168 MoE problems (`results/h100-tune-*-v4.json`). Its
-//! STAGES is a preference capped by the reduction's length ([`K_STEPS_PER_STAGE`]) and by what
-//! fits. Where the table's tactic does not fit the limit at all, a cost model ranks the tactics
-//! that do: the fewest wasted rows and columns per wave of one block per multiprocessor, at the
-//! shallowest STAGES. A tune cache, where given, overrides both (see `gemm::Selection`).
+//! tiles (8 rows by 32, 64 or 128 weight rows), then the activation-major ones. The rows up to
+//! 16 rows per group were fitted to `stagefit tune` on an H100 (graph timing over weight copies
+//! rotated past L2, the four presets at 1-128 tokens in both formats: within 10 % of the
+//! fastest variant on 63 of 64 problems, `docs/perf-notes.md` v12); the larger rows to the
+//! tune runs of `results/h100-tune-*-v4.json`. Where the table's tactic does not fit the limit
+//! at all, a cost model ranks the tactics that do: the fewest wasted rows and columns per wave
+//! of one block per multiprocessor, at the shallowest STAGES. A tune cache, where given,
+//! overrides both (see `gemm::Selection`).
 
 use crate::plan::TacticPlan;
-use crate::{Tactic, TACTICS};
+use crate::{Tactic, TileShape, TACTICS};
 
 /// The sizes a grouped GEMM call is chosen by.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -37,8 +37,8 @@ impl ProblemShape {
 }
 
 /// One row of the preference table: problems with at most `max_rows_per_group` rows per
-/// active group and a reduction of at least `min_k` prefer `tactic` at `stages`, or `wide`
-/// where that tactic's tiles fill the multiprocessors [`WIDE_TILE_WAVES`] times over.
+/// active group and a reduction of at least `min_k` prefer `tactic` at `stages`, or one of the
+/// `alternatives` where the problem has enough of its tiles.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Preference {
     /// Upper bound (inclusive) of [`ProblemShape::rows_per_active_group`].
@@ -49,44 +49,65 @@ pub struct Preference {
     pub tactic: &'static str,
     /// Its preferred STAGES (fewer where the limit allows fewer).
     pub stages: usize,
-    /// A wider tactic and its STAGES, for problems with enough tiles of it.
-    pub wide: Option<(&'static str, usize)>,
+    /// Wider tactics, in rising width: the last one whose tiles number at least its
+    /// [`Alternative::min_tiles_per_sm`] per multiprocessor applies (fewer, wider tiles that
+    /// still keep every multiprocessor streaming move more bytes per fixed cost).
+    pub alternatives: &'static [Alternative],
+    /// One stage more where the chosen tile has at least this many K-steps: a long
+    /// reduction keeps a deeper ring full.
+    pub deeper_from_k_steps: Option<usize>,
 }
 
-/// The wide tactic of a [`Preference`] row is chosen where its tiles number at least this
-/// many per multiprocessor: fewer, wider tiles then still keep every multiprocessor streaming,
-/// and each moves more bytes per fixed cost.
-pub const WIDE_TILE_WAVES: usize = 8;
+impl Preference {
+    /// A row with one tactic for every tile count and reduction length.
+    pub const fn single(max_rows_per_group: usize, min_k: usize, tactic: &'static str, stages: usize) -> Preference {
+        Preference { max_rows_per_group, min_k, tactic, stages, alternatives: &[], deeper_from_k_steps: None }
+    }
+}
+
+/// A wider tactic of a [`Preference`] row, chosen where the problem has enough of its tiles.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Alternative {
+    /// Tiles of `tactic` per multiprocessor from which it applies.
+    pub min_tiles_per_sm: usize,
+    /// The tactic's name.
+    pub tactic: &'static str,
+    /// Its preferred STAGES.
+    pub stages: usize,
+}
 
 /// The preference table; the first row that matches a problem applies. Few rows per group
-/// want swap-AB tiles (weights as the 16-row MMA operand, 8 rows of activations) with a
-/// shallow ring, so that two or three blocks share each multiprocessor: for 1-2 rows the
-/// 64-column tile unless the 128-column one has tiles to spare, with K-steps of 256 where K is
-/// short (K-steps of 512 would leave half a stage empty); for 3-8 rows the 128-column tile,
-/// except on short reductions, where its per-tile cost (the warps' partial sums) is not
-/// amortized and the activation-major tile wins. Many rows want large activation-major tiles
-/// (operand reuse); with the weights in strip order (`stagefit_kernels::packing`) a third
-/// stage pays on long reductions.
-pub const PREFERENCES: [Preference; 7] = [
+/// want swap-AB tiles (weights as the 16-row MMA operand, 8 rows of activations). For 1-2
+/// rows on long reductions the tile width follows the tile count: 32 columns at 3 STAGES while
+/// 64-column tiles would number under 2 per multiprocessor (1 token of gpt-oss down, qwen3
+/// gate_up), 64 columns at 2 STAGES (all of a block's tiles in one wave of 3 blocks per
+/// multiprocessor) up to 3 tiles of 128 columns per multiprocessor, then 128 columns; a
+/// reduction of 20 K-steps or more (mixtral down) runs one stage deeper. Short reductions
+/// (qwen3 down, K = 768) and 3-8 rows take the 128-column tile, except 3-8 rows on short
+/// reductions, where its per-tile cost (the warps' partial sums) is not amortized and the
+/// activation-major tile wins. 9-16 rows take the 16-row activation-major tile (32 rows would
+/// waste half of every MMA); many rows want large activation-major tiles (operand reuse); with
+/// the weights in strip order (`stagefit_kernels::packing`) a third stage pays on long
+/// reductions.
+pub const PREFERENCES: [Preference; 8] = [
     Preference {
         max_rows_per_group: 2,
-        min_k: 2048,
-        tactic: "swm8n64k512w1k4",
+        min_k: 1024,
+        tactic: "swm8n32k512w1k4",
         stages: 3,
-        wide: Some(("swm8n128k256w2k2", 2)),
+        alternatives: &[
+            Alternative { min_tiles_per_sm: 2, tactic: "swm8n64k512w1k4", stages: 2 },
+            Alternative { min_tiles_per_sm: 3, tactic: "swm8n128k256w2k2", stages: 3 },
+        ],
+        deeper_from_k_steps: Some(20),
     },
-    Preference {
-        max_rows_per_group: 2,
-        min_k: 0,
-        tactic: "swm8n64k256w1k2",
-        stages: 3,
-        wide: Some(("swm8n128k256w2k2", 2)),
-    },
-    Preference { max_rows_per_group: 8, min_k: 1024, tactic: "swm8n128k256w2k2", stages: 2, wide: None },
-    Preference { max_rows_per_group: 8, min_k: 0, tactic: "m16n128k128w1x4", stages: 5, wide: None },
-    Preference { max_rows_per_group: 128, min_k: 4096, tactic: "m32n128k128w1x4", stages: 3, wide: None },
-    Preference { max_rows_per_group: 128, min_k: 0, tactic: "m32n128k128w1x4", stages: 2, wide: None },
-    Preference { max_rows_per_group: usize::MAX, min_k: 0, tactic: "m128n256k64w2x4", stages: 2, wide: None },
+    Preference::single(2, 0, "swm8n128k256w2k2", 2),
+    Preference::single(8, 1024, "swm8n128k256w2k2", 2),
+    Preference::single(8, 0, "m16n128k128w1x4", 2),
+    Preference::single(16, 0, "m16n128k128w1x4", 3),
+    Preference::single(128, 4096, "m32n128k128w1x4", 3),
+    Preference::single(128, 0, "m32n128k128w1x4", 2),
+    Preference::single(usize::MAX, 0, "m128n256k64w2x4", 2),
 ];
 
 /// The [`PREFERENCES`] row that applies to `problem`.
@@ -98,33 +119,33 @@ pub fn preference_row(problem: &ProblemShape) -> &'static Preference {
         .expect("the last row matches every problem")
 }
 
-/// The tactic and STAGES `row` names for `problem`: the wide one where its tiles fill `sms`
-/// multiprocessors [`WIDE_TILE_WAVES`] times over.
+/// Tiles of `tile` on `problem`: active groups × row tiles per group × column tiles.
+fn tile_count(tile: TileShape, problem: &ProblemShape) -> usize {
+    let active = problem.groups.min(problem.rows).max(1);
+    active * problem.rows_per_active_group().div_ceil(tile.bm()) * problem.n.div_ceil(tile.bn())
+}
+
+/// The tactic and STAGES `row` names for `problem` on `sms` multiprocessors: the last of its
+/// alternatives with enough tiles, else its own, one stage deeper where the tile has
+/// [`Preference::deeper_from_k_steps`].
 pub fn preferred_variant(row: &Preference, problem: &ProblemShape, sms: usize) -> (&'static str, usize) {
-    match row.wide {
-        Some((wide, stages)) => {
-            let tile = TACTICS.iter().find(|t| t.name == wide).map(|t| t.tile);
-            let tiles = tile.map_or(0, |t| {
-                let active = problem.groups.min(problem.rows).max(1);
-                active * problem.rows_per_active_group().div_ceil(t.bm()) * problem.n.div_ceil(t.bn())
-            });
-            if tiles >= WIDE_TILE_WAVES * sms {
-                (wide, stages)
-            } else {
-                (row.tactic, row.stages)
-            }
-        }
-        None => (row.tactic, row.stages),
-    }
+    let tile_of = |name: &str| TACTICS.iter().find(|t| t.name == name).map(|t| t.tile);
+    let (tactic, stages) = row
+        .alternatives
+        .iter()
+        .rev()
+        .find(|alt| tile_of(alt.tactic).is_some_and(|tile| tile_count(tile, problem) >= alt.min_tiles_per_sm * sms))
+        .map_or((row.tactic, row.stages), |alt| (alt.tactic, alt.stages));
+    let k_steps = tile_of(tactic).map_or(0, |tile| problem.k.div_ceil(tile.bk()));
+    let deeper = row.deeper_from_k_steps.is_some_and(|from| k_steps >= from);
+    (tactic, stages + usize::from(deeper))
 }
 
 /// Estimated cost of running `tactic` on `problem`; lower is better.
 fn estimated_cost(tactic: &Tactic, problem: &ProblemShape, sms: usize) -> f64 {
     let tile = tactic.tile;
     let (bm, bn) = (tile.bm(), tile.bn());
-    let rows = problem.rows_per_active_group();
-    let active = problem.groups.min(problem.rows).max(1);
-    let tiles = active * rows.div_ceil(bm) * problem.n.div_ceil(bn);
+    let tiles = tile_count(tile, problem);
     let waves = tiles.div_ceil(sms.max(1)) as f64;
     // Work per tile, with wasted rows counted; smaller tiles pay more per useful element
     // (operand reloads), modelled as a per-tile fixed cost.
@@ -134,22 +155,15 @@ fn estimated_cost(tactic: &Tactic, problem: &ProblemShape, sms: usize) -> f64 {
     waves * per_tile * k_waste
 }
 
-/// A ring deeper than this fraction of a tile's K-steps only delays its first MMA and costs
-/// occupancy: preferred STAGES are capped at `max(2, k_steps / K_STEPS_PER_STAGE)` (fitted
-/// with the table; short reductions such as K = 768 want 2).
-pub const K_STEPS_PER_STAGE: usize = 4;
-
 /// The preferred runnable tactic for `problem` and its STAGES, or `None` if nothing is
 /// runnable: the variant of the problem's [`PREFERENCES`] row ([`preferred_variant`]) where
-/// its tactic fits (at the row's STAGES, capped by the K-steps and by what fits), otherwise
+/// its tactic fits (at its STAGES, or the deepest that fits below them), otherwise
 /// the cheapest runnable tactic by the cost model at its shallowest STAGES.
 pub fn prefer(plans: &[TacticPlan], problem: &ProblemShape, sms: usize) -> Option<TacticPlan> {
     let (tactic, stages) = preferred_variant(preference_row(problem), problem, sms);
     let preferred = plans.iter().find(|p| p.tactic.name == tactic).and_then(|p| {
         let deepest = p.stages?;
-        let k_steps = problem.k.div_ceil(p.tactic.tile.bk());
-        let wanted = stages.min((k_steps / K_STEPS_PER_STAGE).max(2));
-        let stages = p.tactic.stages.iter().copied().filter(|&s| s <= deepest.min(wanted)).max()?;
+        let stages = p.tactic.stages.iter().copied().filter(|&s| s <= deepest.min(stages)).max()?;
         Some(TacticPlan { tactic: p.tactic, stages: Some(stages) })
     });
     preferred.or_else(|| {

@@ -44,11 +44,12 @@ pub struct TuneEntry {
     pub tactic: String,
     /// Its STAGES.
     pub stages: usize,
-    /// Its median time, microseconds.
+    /// Its time per call, microseconds: the median over graph replays of back-to-back calls on
+    /// weight copies rotated past L2 (`crate::tools::tune`).
     pub time_us: f64,
     /// The heuristic's choice and time on the same problem, for comparison.
     pub heuristic: String,
-    /// The heuristic's median time, microseconds.
+    /// The heuristic's time per call, microseconds, timed the same way.
     pub heuristic_us: f64,
     /// Every runnable variant's median time (the data the heuristic is fitted to).
     #[serde(default)]
@@ -62,7 +63,7 @@ pub struct VariantTiming {
     pub tactic: String,
     /// STAGES.
     pub stages: usize,
-    /// Median time, microseconds.
+    /// Time per call, microseconds, timed as [`TuneEntry::time_us`].
     pub us: f64,
 }
 

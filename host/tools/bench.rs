@@ -12,7 +12,6 @@
 
 use std::sync::Arc;
 
-use cudarc::driver::sys::{CUgraphInstantiate_flags, CUstreamCaptureMode};
 use cudarc::driver::{CudaContext, CudaSlice, CudaStream};
 use half::bf16;
 use serde::Serialize;
@@ -23,7 +22,7 @@ use crate::moe::kernels::MoeKernels;
 use crate::moe::Preset;
 use crate::rng::SplitMix64;
 use crate::tools::baseline::Baseline;
-use crate::tools::problem::{fill_bf16, median_us};
+use crate::tools::problem::{fill_bf16, graph_us_per_call, median_us, weight_copies_past_l2};
 use crate::Fp4Format;
 
 /// How tokens pick experts.
@@ -201,24 +200,6 @@ pub fn parse_choice(text: &str) -> Result<TacticChoice<'_>> {
     }
 }
 
-/// Captures [`GRAPH_CALLS`] calls `call(i)` into one graph and returns the median replay time
-/// per call, microseconds.
-fn graph_us_per_call(
-    ctx: &Arc<CudaContext>,
-    stream: &Arc<CudaStream>,
-    reps: usize,
-    mut call: impl FnMut(usize) -> Result<()>,
-) -> Result<f64> {
-    stream.begin_capture(CUstreamCaptureMode::CU_STREAM_CAPTURE_MODE_RELAXED).during("capturing")?;
-    let captured = (0..GRAPH_CALLS).try_for_each(&mut call);
-    let graph = stream
-        .end_capture(CUgraphInstantiate_flags::CUDA_GRAPH_INSTANTIATE_FLAG_AUTO_FREE_ON_LAUNCH)
-        .during("instantiating the graph")?;
-    captured?;
-    let graph = graph.ok_or_else(|| Error::UnknownVariant("the capture recorded no work".into()))?;
-    Ok(median_us(ctx, stream, reps, |_| graph.launch().during("replaying the graph"))? / GRAPH_CALLS as f64)
-}
-
 /// Measures the copy bandwidth and (with the cuBLAS baseline) the dense bf16 rate.
 fn ceilings(
     ctx: &Arc<CudaContext>,
@@ -267,7 +248,7 @@ pub fn run(options: &BenchOptions, mut progress: impl FnMut(&BenchRow)) -> Resul
                     for &routing in &options.routings {
                         let sizes = group_sizes(c.experts, c.top_k, tokens, routing, 7 + tokens as u64);
                         let active = sizes.iter().filter(|&&s| s > 0).count();
-                        let wanted = (4 * device.l2_bytes).div_ceil((active * expert_bytes).max(1)).clamp(1, 8);
+                        let wanted = weight_copies_past_l2(device.l2_bytes, active, expert_bytes);
                         while copies.len() < wanted {
                             copies.push(kernels.random_weights(
                                 &stream,

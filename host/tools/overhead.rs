@@ -76,14 +76,14 @@ pub fn measure(device: usize, calls: usize) -> Result<OverheadReport> {
     let (experts, top_k, n, k) = (32, 4, 2880, 2880);
     let probe = GroupedGemm::new(&ctx, None)?;
     let kernels = MoeKernels::load(&ctx, probe.arch())?;
-    let mut problem = RandomProblem::new(&kernels, &stream, Fp4Format::Mxfp4, (experts, top_k, 1), (n, k), 3)?;
+    let mut problem = RandomProblem::new(&kernels, &stream, Fp4Format::Mxfp4, (experts, top_k, 1), (n, k), 3, None)?;
     let rows = problem.rows;
     stream.synchronize().during("synchronizing")?;
 
     // Cold start: a fresh handle, nothing loaded.
     let gemm = GroupedGemm::new(&ctx, None)?.with_input_checks(false);
     let start = Instant::now();
-    let variant = problem.run(&gemm, &stream, TacticChoice::Auto)?;
+    let variant = problem.run(&gemm, &stream, TacticChoice::Auto, 0)?;
     let cold_first_call_ms = start.elapsed().as_secs_f64() * 1e3;
     stream.synchronize().during("synchronizing")?;
     let cold_first_result_ms = start.elapsed().as_secs_f64() * 1e3;
@@ -93,7 +93,7 @@ pub fn measure(device: usize, calls: usize) -> Result<OverheadReport> {
     let mut cpu_us = Vec::with_capacity(calls);
     for i in 0..calls.max(1) {
         let start = Instant::now();
-        problem.run(&gemm, &stream, TacticChoice::Auto)?;
+        problem.run(&gemm, &stream, TacticChoice::Auto, 0)?;
         cpu_us.push(start.elapsed().as_secs_f64() * 1e6);
         if (i + 1) % SYNC_EVERY == 0 {
             stream.synchronize().during("synchronizing")?;
@@ -115,7 +115,7 @@ pub fn measure(device: usize, calls: usize) -> Result<OverheadReport> {
     cpu_us.sort_by(f64::total_cmp);
     let at = |q: f64| cpu_us[((cpu_us.len() - 1) as f64 * q).round() as usize];
 
-    let eager_us = median_us(&ctx, &stream, 20, |_| problem.run(&gemm, &stream, TacticChoice::Auto).map(|_| ()))?;
+    let eager_us = median_us(&ctx, &stream, 20, |_| problem.run(&gemm, &stream, TacticChoice::Auto, 0).map(|_| ()))?;
     let (graph_us, identical) = graph(&ctx, &stream, &gemm, &mut problem)?;
     Ok(OverheadReport {
         problem: (experts, rows, n, k),
@@ -145,11 +145,11 @@ fn graph(
 ) -> Result<(f64, bool)> {
     let poison = vec![bf16::from_bits(0x7FC0); problem.output().len()];
     stream.memcpy_htod(&poison, problem.output()).during("poisoning the output")?;
-    problem.run(gemm, stream, TacticChoice::Auto)?;
+    problem.run(gemm, stream, TacticChoice::Auto, 0)?;
     let eager = stream.clone_dtoh(problem.output()).during("downloading the output")?;
     stream.memcpy_htod(&poison, problem.output()).during("poisoning the output")?;
     stream.begin_capture(CUstreamCaptureMode::CU_STREAM_CAPTURE_MODE_RELAXED).during("capturing")?;
-    let captured = (0..GRAPH_CALLS).try_for_each(|_| problem.run(gemm, stream, TacticChoice::Auto).map(|_| ()));
+    let captured = (0..GRAPH_CALLS).try_for_each(|_| problem.run(gemm, stream, TacticChoice::Auto, 0).map(|_| ()));
     let graph = stream
         .end_capture(CUgraphInstantiate_flags::CUDA_GRAPH_INSTANTIATE_FLAG_AUTO_FREE_ON_LAUNCH)
         .during("instantiating the graph")?;

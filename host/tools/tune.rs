@@ -1,5 +1,11 @@
 //! `stagefit tune`: time every runnable (tactic, STAGES) for a problem on this device and
 //! budget, and keep the fastest in a [`crate::tuned::TuneCache`] entry.
+//!
+//! Each variant is timed the way decode runs it: back-to-back calls captured in one CUDA graph,
+//! rotating over weight copies that L2 cannot hold (median time per call). A single
+//! event-timed call on one weight copy ranks variants differently where a call is short: at
+//! 1 token gpt-oss's 4 experts fit in the H100's 50 MB L2, and the launch is a fifth of the
+//! call (`docs/perf-notes.md`, v12).
 
 use std::sync::Arc;
 
@@ -9,13 +15,16 @@ use crate::error::Result;
 use crate::gemm::{GroupedGemm, Selection, TacticChoice};
 use crate::heuristic::ProblemShape;
 use crate::moe::kernels::MoeKernels;
-use crate::tools::problem::{median_us, RandomProblem};
+use crate::tools::problem::{graph_us_per_call, RandomProblem};
 use crate::tuned::{rows_bucket, TuneEntry, VariantTiming};
 use crate::Fp4Format;
 
 /// Times every runnable (tactic, STAGES) of `gemm` on a random problem of `tokens` tokens
-/// routed uniformly to `top_k` of `groups` experts with `[n × k]` weights; returns the fastest
-/// and the heuristic's choice with their times (the heuristic's, not any tune cache's).
+/// routed uniformly to `top_k` of `groups` experts with `[n × k]` weights (graph timing over
+/// weight copies rotated past L2, see the module docs); returns the fastest and the
+/// heuristic's choice with their times (the heuristic's, not any tune cache's). `stream` must
+/// be one a graph capture can record: its context's event tracking off
+/// (`CudaContext::disable_event_tracking`), or this is [`crate::Error::Capture`].
 #[allow(clippy::too_many_arguments)]
 pub fn tune_problem(
     gemm: &GroupedGemm,
@@ -27,13 +36,14 @@ pub fn tune_problem(
 ) -> Result<TuneEntry> {
     let ctx = stream.context().clone();
     let kernels = MoeKernels::load(&ctx, gemm.arch())?;
+    let past_l2_of = Some(gemm.device().l2_bytes);
     let mut problem =
-        RandomProblem::new(&kernels, stream, format, (groups, top_k, tokens), (n, k), 11 + tokens as u64)?;
+        RandomProblem::new(&kernels, stream, format, (groups, top_k, tokens), (n, k), 11 + tokens as u64, past_l2_of)?;
     let rows = problem.rows;
     let mut time = |choice: TacticChoice<'_>| -> Result<(String, usize, f64)> {
         let mut ran = None;
-        let us = median_us(&ctx, stream, reps, |_| {
-            ran = Some(problem.run(gemm, stream, choice)?);
+        let us = graph_us_per_call(&ctx, stream, reps, |call| {
+            ran = Some(problem.run(gemm, stream, choice, call)?);
             Ok(())
         })?;
         let v = ran.expect("ran");

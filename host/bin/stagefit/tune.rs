@@ -44,6 +44,10 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     check_writable(&args.out)?;
     let existing = if args.out.exists() { Some(TuneCache::load(&args.out)?) } else { None };
     let ctx = stagefit::device::context(args.device)?;
+    // One stream, captured into graphs: cudarc's cross-stream event waits are not needed and
+    // would break the capture.
+    // SAFETY: every buffer the tune makes is used on `stream` only.
+    unsafe { ctx.disable_event_tracking() };
     let stream = ctx.new_stream()?;
     let gemm = GroupedGemm::new(&ctx, args.budget)?;
     let mut cache = TuneCache::empty(gemm.device(), gemm.limit().bytes());
