@@ -36,6 +36,9 @@ fn n_must_be_a_positive_multiple_of_16() {
 fn k_must_be_a_positive_multiple_of_32() {
     assert_eq!(shape_error(ProblemShape { k: 48, ..OK }), ("k", 48));
     assert_eq!(shape_error(ProblemShape { k: 0, ..OK }), ("k", 0));
+    // At most 2^28: the kernels' offsets inside a strip of weights (8·K bytes) are 32-bit.
+    let above = stagefit_kernels::packing::MAX_K + 32;
+    assert_eq!(shape_error(ProblemShape { k: above, ..OK }), ("k", above));
 }
 
 #[test]

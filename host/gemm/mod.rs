@@ -293,7 +293,7 @@ impl GroupedGemm {
         // SAFETY: the entry point takes one `GroupedGemmParams`; every pointer in it is a live
         // allocation of this context (`check_contexts`) whose length `validate` checked against
         // the shapes and `rows` (the kernel clamps every group to `rows`, whatever `offsets`
-        // holds; N and K, at most 2^30, fit its 32-bit arithmetic), and the guards above hold
+        // holds; N, at most 2^30, and K, at most 2^28, fit its 32-bit arithmetic), and the guards above hold
         // them across the launch; the block size is the tactic's, and the dynamic shared memory
         // is the variant's exact layout size, which `check_fits` held to the limit and the
         // function attribute allows (`Modules::get`).

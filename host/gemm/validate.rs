@@ -6,7 +6,8 @@ use crate::error::{Error, Result};
 use crate::heuristic::ProblemShape;
 use crate::{Fp4Format, MAX_GROUPS};
 
-/// The largest N and K the kernels take: their K-tile and column arithmetic is 32-bit.
+/// The largest N the kernels take: their column arithmetic is 32-bit. (K has the tighter
+/// [`stagefit_kernels::packing::MAX_K`]: offsets inside a strip of weights are 32-bit.)
 pub const MAX_DIM: usize = 1 << 30;
 
 /// The dimension rules every kernel shares.
@@ -17,8 +18,8 @@ pub(crate) fn check_dims(groups: usize, n: usize, k: usize) -> Result<()> {
     if n == 0 || !n.is_multiple_of(16) || n > MAX_DIM {
         return Err(Error::Shape { what: "n", value: n, requirement: "a positive multiple of 16, at most 2^30" });
     }
-    if k == 0 || !k.is_multiple_of(stagefit_kernels::format::K_CHUNK) || k > MAX_DIM {
-        return Err(Error::Shape { what: "k", value: k, requirement: "a positive multiple of 32, at most 2^30" });
+    if k == 0 || !k.is_multiple_of(stagefit_kernels::format::K_CHUNK) || k > stagefit_kernels::packing::MAX_K {
+        return Err(Error::Shape { what: "k", value: k, requirement: "a positive multiple of 32, at most 2^28" });
     }
     Ok(())
 }

@@ -147,19 +147,33 @@ pub const fn strip_bytes(k: usize) -> usize {
     STRIP_ROWS * (k / 2)
 }
 
-/// Byte offset, inside its strip, of the 16-byte chunk holding K-elements
-/// `32·chunk..32·chunk + 32` of the strip's row `row_in_strip` (see [`code_chunk_offset`]).
+/// The largest K the device order holds: a strip is then at most `8 · 2^28 = 2^31` bytes, so
+/// every offset inside one fits 32 bits and the kernels compute them in 32-bit arithmetic
+/// (64-bit index arithmetic was half the instructions of a swap-AB stage, `docs/perf-notes.md`
+/// v12). The host refuses larger K before any packing or launch.
+pub const MAX_K: usize = 1 << 28;
+
+/// Byte offset, inside its strip, of chunk `t` (K-elements `128·block + 32·t..+32`) of block
+/// `block` of the strip's row `row_in_strip`, for `k <= MAX_K` (see [`code_chunk_offset`]).
 /// Chunks past the row's end get an offset too (the kernels zero-fill them without reading).
+#[inline(always)]
+pub const fn strip_block_offset(k: u32, row_in_strip: u32, block: u32, t: u32) -> u32 {
+    let per_block = CHUNKS_PER_BLOCK as u32;
+    let rest = (k / 32).saturating_sub(block * per_block);
+    let width = if rest < per_block { rest } else { per_block };
+    let block_bytes = (STRIP_ROWS * CHUNKS_PER_BLOCK * CODE_CHUNK_BYTES) as u32;
+    block * block_bytes + (row_in_strip * width + t) * CODE_CHUNK_BYTES as u32
+}
+
+/// [`strip_block_offset`] of the chunk holding K-elements `32·chunk..32·chunk + 32`.
 #[inline(always)]
 pub const fn strip_chunk_offset(k: usize, row_in_strip: usize, chunk: usize) -> usize {
     let (block, t) = (chunk / CHUNKS_PER_BLOCK, chunk % CHUNKS_PER_BLOCK);
-    let rest = (k / 32).saturating_sub(block * CHUNKS_PER_BLOCK);
-    let width = if rest < CHUNKS_PER_BLOCK { rest } else { CHUNKS_PER_BLOCK };
-    block * STRIP_ROWS * CHUNKS_PER_BLOCK * CODE_CHUNK_BYTES + (row_in_strip * width + t) * CODE_CHUNK_BYTES
+    strip_block_offset(k as u32, row_in_strip as u32, block as u32, t as u32) as usize
 }
 
-/// Byte offset, among the codes of one group of rows with `k` K-elements (a multiple of 32;
-/// the rows a multiple of [`STRIP_ROWS`]), of the 16-byte chunk holding row `row`'s
+/// Byte offset, among the codes of one group of rows with `k` K-elements (a multiple of 32, at
+/// most [`MAX_K`]; the rows a multiple of [`STRIP_ROWS`]), of the 16-byte chunk holding row `row`'s
 /// K-elements `32·chunk..32·chunk + 32` (see the module docs). Inside a block of `w` chunks
 /// per row (4, or fewer in a strip's last block when `k` is not a multiple of [`BLOCK_K`]),
 /// row `8·half + g` of the strip has its chunk `t` at `((8·half + g)·w + t)·16`: for full
@@ -172,10 +186,11 @@ pub const fn code_chunk_offset(k: usize, row: usize, chunk: usize) -> usize {
 /// Copies `src` to `dst` (of equal length) moving the 16-byte chunks of its `rows`-row groups
 /// of `k`-element codes between the natural row-major order and the device's strip order
 /// ([`code_chunk_offset`]): `to_device` true reorders natural codes for upload, false restores
-/// them. The lengths must be a multiple of `rows · k / 2`, `rows` of [`STRIP_ROWS`] and `k` of 32.
-/// (Host only: the kernels read the order, they never make it.)
+/// them. The lengths must be a multiple of `rows · k / 2`, `rows` of [`STRIP_ROWS`] and `k` of 32,
+/// and `k` at most [`MAX_K`]. (Host only: the kernels read the order, they never make it.)
 #[cfg(not(target_arch = "nvptx64"))]
 pub fn order_chunks(src: &[u8], dst: &mut [u8], rows: usize, k: usize, to_device: bool) {
+    debug_assert!(k <= MAX_K, "K = {k} is above MAX_K");
     let group_bytes = rows * k / 2;
     for (src, dst) in src.chunks_exact(group_bytes).zip(dst.chunks_exact_mut(group_bytes)) {
         for row in 0..rows {

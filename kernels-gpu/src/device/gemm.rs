@@ -2,9 +2,10 @@
 //! group in one launch, activations as the MMA's 16-row operand.
 //!
 //! # Shape contract
-//! `n % 16 == 0`, `k % 32 == 0`, `1 <= groups <= MAX_GROUPS`; all pointers 16-byte aligned;
-//! layouts as documented on [`GroupedGemmParams`]. The host validates all of this before
-//! launching; the kernel traps if its dynamic shared memory is smaller than its layout.
+//! `n % 16 == 0`, `k % 32 == 0`, `k <= MAX_K`, `1 <= groups <= MAX_GROUPS`; all pointers
+//! 16-byte aligned; layouts as documented on [`GroupedGemmParams`]. The host validates all of
+//! this before launching; the kernel traps if its dynamic shared memory is smaller than its
+//! layout, or if groups or K exceed their maxima.
 //!
 //! # Structure
 //! A persistent grid walks the linear tile index space (see [`super::scheduler`]). For each
@@ -29,7 +30,7 @@ use crate::layout::{
     a_chunk, a_fragment_offset, fragment_row, w_chunk, w_fragment_offset, RegionAligned, SmemLayout, CHUNK_BYTES,
     MAX_GROUPS,
 };
-use crate::packing::{strip_bytes, strip_chunk_offset, STRIP_ROWS};
+use crate::packing::{strip_bytes, strip_chunk_offset, MAX_K, STRIP_ROWS};
 use crate::params::GroupedGemmParams;
 use crate::tactics::{Family, TileShape};
 
@@ -55,7 +56,7 @@ pub unsafe fn grouped_gemm<
     unsafe {
         let tile = tile_shape::<WARPS_M, WARPS_N, MMA_M, MMA_N, BK>();
         let layout = SmemLayout::new(tile, STAGES);
-        if dynamic_smem_size() < layout.total_bytes as u32 || p.groups as usize > MAX_GROUPS {
+        if dynamic_smem_size() < layout.total_bytes as u32 || p.groups as usize > MAX_GROUPS || p.k as usize > MAX_K {
             trap();
         }
         let smem = dynamic_smem_base::<RegionAligned>();

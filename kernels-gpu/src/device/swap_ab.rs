@@ -3,7 +3,7 @@
 //!
 //! # Shape contract
 //! As for the [`Family::Mma`] kernel (`super::gemm`): `n % 16 == 0`, `k % 32 == 0`,
-//! `1 <= groups <= MAX_GROUPS`, 16-byte aligned pointers, the layouts of
+//! `k <= MAX_K`, `1 <= groups <= MAX_GROUPS`, 16-byte aligned pointers, the layouts of
 //! [`GroupedGemmParams`] (the same weights serve both families).
 //!
 //! # Structure
@@ -29,7 +29,7 @@ use super::ptx::*;
 use super::tiles::{output_scale, BlockTiles, TileJob};
 use crate::format::{scale_block, NVFP4};
 use crate::layout::{reduce_offset, scale_row_bytes, swap_ab_chunk_offset, RegionAligned, SmemLayout, MAX_GROUPS};
-use crate::packing::{strip_bytes, strip_chunk_offset, STRIP_ROWS};
+use crate::packing::{strip_block_offset, strip_bytes, BLOCK_K, MAX_K, STRIP_ROWS};
 use crate::params::GroupedGemmParams;
 use crate::tactics::{Family, TileShape, SWAP_AB_WARP_K};
 
@@ -70,7 +70,11 @@ pub unsafe fn swap_ab_gemm<
     unsafe {
         let tile = tile_shape::<WARPS_N, WARPS_K, MMA_M, MMA_N>();
         let layout = SmemLayout::new(tile, STAGES);
-        if dynamic_smem_size() < layout.total_bytes as u32 || p.groups as usize > MAX_GROUPS || p.k == 0 {
+        if dynamic_smem_size() < layout.total_bytes as u32
+            || p.groups as usize > MAX_GROUPS
+            || p.k == 0
+            || p.k as usize > MAX_K
+        {
             trap();
         }
         let smem = dynamic_smem_base::<RegionAligned>();
@@ -135,34 +139,37 @@ pub unsafe fn swap_ab_gemm<
 /// `c / 32` in [`swap_ab_chunk_offset`]'s order, so a thread always copies for the same lane
 /// and warp-along-K `wk`, and its slots are `slot0 + j·WARPS_N`. For W (slot = 8-row half) the
 /// source is the chunk's place in the device strip order (`crate::packing`), for A (slot =
-/// 4·(row / 8) + q) its row and K offset; both are worked out per copy. Scale chunks (16
-/// columns of one K-block) go to the threads in order.
+/// 4·(row / 8) + q) its row and K offset. Scale chunks (16 columns of one K-block) go to the
+/// threads in order. Offsets inside a strip, a row or a K-tile are 32-bit (`k <= MAX_K`); only
+/// the tile's base addresses and the products that reach past one strip or row are 64-bit.
 struct SwapAbCopies<const FMT: u32, const WARPS_N: usize, const WARPS_K: usize> {
     /// This thread's index in the block.
-    tid: usize,
+    tid: u32,
     /// This thread's lane part: `g = lane / 4` (row within an 8-row half), `t = lane % 4`.
-    g: usize,
-    t: usize,
+    g: u32,
+    t: u32,
     /// Destination offset of chunk j = 0 in a stage's A and W tiles.
     dst0: u32,
     /// First slot of this thread.
-    slot0: usize,
+    slot0: u32,
+    /// This thread's warp along K: its block of each K-tile's strip blocks.
+    wk: u32,
     /// K-element offset of this thread's chunks (A adds 8q) within a K-tile.
     k_in_tile: u32,
-    /// W: the tile's first strip of codes (see `crate::packing`); bit j: weight row of
-    /// chunk j exists.
+    /// W: the tile's first strip of codes (see `crate::packing`) and the bytes of a strip;
+    /// bit j: weight row of chunk j exists.
     w_src: u64,
+    w_strip_bytes: u32,
     w_live: u32,
-    /// This thread's warp along K, for the copies.
-    wk: usize,
-    /// A: source of row 0 of the tile at this thread's K offset, K-tile 0.
+    /// A: source of row 0 of the tile at this thread's K offset, K-tile 0, and bytes per row.
     a_src: u64,
+    a_row_bytes: u32,
     /// Activation rows of the tile that exist.
-    rows: usize,
-    /// Scales: source of K-block 0 of the tile's columns, and bytes per K-block row.
+    rows: u32,
+    /// Scales: source of K-block 0 of the tile's columns.
     s_src: u64,
     /// Columns of the tile that exist (`n - n0`, at most BN).
-    cols: usize,
+    cols: u32,
 }
 
 impl<const FMT: u32, const WARPS_N: usize, const WARPS_K: usize> SwapAbCopies<FMT, WARPS_N, WARPS_K> {
@@ -184,19 +191,21 @@ impl<const FMT: u32, const WARPS_N: usize, const WARPS_K: usize> SwapAbCopies<FM
         }
         let block = scale_block(FMT);
         SwapAbCopies {
-            tid,
-            g,
-            t,
+            tid: tid as u32,
+            g: g as u32,
+            t: t as u32,
             dst0: swap_ab_chunk_offset(WARPS_K, slot0, wk, lane) as u32,
-            slot0,
+            slot0: slot0 as u32,
+            wk: wk as u32,
             k_in_tile: k_in_tile as u32,
             w_src: p.w + (job.group * n * (k / 2) + job.n0 / STRIP_ROWS * strip_bytes(k)) as u64,
+            w_strip_bytes: strip_bytes(k) as u32,
             w_live,
-            wk,
             a_src: p.a + 2 * (job.row0 * k + k_in_tile) as u64,
-            rows: job.rows,
+            a_row_bytes: 2 * p.k,
+            rows: job.rows as u32,
             s_src: p.w_scales + (job.group * (k / block) * n + job.n0) as u64,
-            cols: (n - job.n0).min(tile.bn()),
+            cols: (n - job.n0).min(tile.bn()) as u32,
         }
     }
 
@@ -215,50 +224,50 @@ impl<const FMT: u32, const WARPS_N: usize, const WARPS_K: usize> SwapAbCopies<FM
     ) {
         // SAFETY: the stage addresses lie inside the layout and the copy sources inside A, W and the scales, or are zero-byte copies that read nothing (the caller's contract, set up by `SwapAbCopies::new`).
         unsafe {
-            let (n, k) = (p.n as usize, p.k as usize);
+            let (n, k) = (p.n, p.k);
             let (bm, bn, bk, threads) = (tile.bm(), tile.bn(), tile.bk(), tile.threads());
-            let k0 = (k_tile * bk) as u32 + self.k_in_tile;
+            let k_tile = k_tile as u32;
+            let k0 = k_tile * bk as u32 + self.k_in_tile;
             let block_stride = (WARPS_N * WARPS_K * 512) as u32;
 
             // W: 8-row halves slot0 + j·WARPS_N, 16 bytes (32 K) of row g each, from the
-            // strips in their device order.
-            let w_bytes = if k0 < k as u32 { 16 } else { 0 };
-            let chunk = k_tile * (bk / 32) + self.wk * (SWAP_AB_WARP_K / 32) + self.t;
+            // strips in their device order: this thread's strip block of the K-tile, chunk t.
+            let w_bytes = if k0 < k { 16 } else { 0 };
+            let strip_block = k_tile * (bk / BLOCK_K) as u32 + self.wk;
             let mut j = 0;
             while j < bn / 8 / WARPS_N {
-                let slot = self.slot0 + j * WARPS_N;
-                let src = self.w_src
-                    + ((slot / 2) * strip_bytes(k) + strip_chunk_offset(k, 8 * (slot % 2) + self.g, chunk)) as u64;
+                let slot = self.slot0 + (j * WARPS_N) as u32;
+                let in_strip = strip_block_offset(k, 8 * (slot % 2) + self.g, strip_block, self.t);
+                let src = self.w_src + (slot / 2) as u64 * self.w_strip_bytes as u64 + in_strip as u64;
                 let bytes = if self.w_live & (1 << j) != 0 { w_bytes } else { 0 };
                 cp_async_16(w_smem + self.dst0 + j as u32 * block_stride, src, bytes);
                 j += 1;
             }
 
             // A: slots v = slot0 + j·WARPS_N, v = 4·(row / 8) + q: row 8·(v / 4) + g, K + 8q.
-            let a_src = self.a_src + (2 * k_tile * bk) as u64;
+            let a_src = self.a_src + (2 * k_tile * bk as u32) as u64;
             let mut j = 0;
             while j < bm / 2 / WARPS_N {
-                let v = self.slot0 + j * WARPS_N;
+                let v = self.slot0 + (j * WARPS_N) as u32;
                 let (row, q) = (8 * (v / 4) + self.g, v % 4);
-                let bytes = if row < self.rows && k0 + 8 * (q as u32) < k as u32 { 16 } else { 0 };
-                cp_async_16(a_smem + self.dst0 + j as u32 * block_stride, a_src + 2 * (row * k + 8 * q) as u64, bytes);
+                let bytes = if row < self.rows && k0 + 8 * q < k { 16 } else { 0 };
+                let src = a_src + row as u64 * self.a_row_bytes as u64 + (16 * q) as u64;
+                cp_async_16(a_smem + self.dst0 + j as u32 * block_stride, src, bytes);
                 j += 1;
             }
 
             // Scales: this K-tile's K-blocks, 16 columns per chunk, rows padded in shared memory.
-            let block = scale_block(FMT);
-            let (k_blocks, tile_blocks, chunks_per_row) = (k / block, bk / block, bn / 16);
+            let block = scale_block(FMT) as u32;
+            let (k_blocks, tile_blocks, chunks_per_row) = (k / block, bk as u32 / block, bn as u32 / 16);
+            let row_bytes = scale_row_bytes(tile) as u32;
             let mut c = self.tid;
             while c < tile_blocks * chunks_per_row {
                 let (kb, col) = (c / chunks_per_row, 16 * (c % chunks_per_row));
                 let k_block = k_tile * tile_blocks + kb;
                 let bytes = if k_block < k_blocks && col < self.cols { 16 } else { 0 };
-                cp_async_16(
-                    s_smem + (kb * scale_row_bytes(tile) + col) as u32,
-                    self.s_src + (k_block * n + col) as u64,
-                    bytes,
-                );
-                c += threads;
+                let src = self.s_src + k_block as u64 * n as u64 + col as u64;
+                cp_async_16(s_smem + kb * row_bytes + col, src, bytes);
+                c += threads as u32;
             }
         }
     }
