@@ -9,8 +9,8 @@
 //! the same format, experts, N and K.
 //!
 //! The crate ships the caches measured on the project's devices ([`TuneCache::shipped`]):
-//! a [`crate::GroupedGemm`] on such a device, at the limit the cache was made for, uses it
-//! unless told otherwise.
+//! a [`crate::GroupedGemm`] on such a device, at the limit the cache was made for or a smaller
+//! one ([`Compatibility::LargerLimit`]), uses it unless told otherwise.
 
 use std::path::Path;
 
@@ -98,10 +98,12 @@ impl TuneCache {
     pub fn compatibility(&self, device: &DeviceInfo, smem_limit: usize) -> Compatibility {
         if self.device != device.name || self.compute_capability != device.compute_capability {
             Compatibility::OtherDevice
-        } else if self.smem_limit != smem_limit {
-            Compatibility::OtherLimit
+        } else if self.smem_limit < smem_limit {
+            Compatibility::SmallerLimit
         } else if self.driver_version != device.driver_version {
             Compatibility::OtherDriver
+        } else if self.smem_limit > smem_limit {
+            Compatibility::LargerLimit
         } else {
             Compatibility::Same
         }
@@ -223,11 +225,17 @@ impl TuneEntry {
 pub enum Compatibility {
     /// Made on this device, driver and limit.
     Same,
-    /// Made on this device and limit under another driver version: it applies, with a warning
-    /// (a driver update rarely changes which variant is fastest).
+    /// Made on this device (at this limit or a larger one) under another driver version: it
+    /// applies, with a warning (a driver update rarely changes which variant is fastest).
     OtherDriver,
-    /// Made at another shared-memory limit: refused.
-    OtherLimit,
+    /// Made on this device and driver at a larger shared-memory limit: it applies. A limit only
+    /// takes variants away, and a variant runs the same whatever the limit (its launch asks
+    /// for its own layout's bytes), so an entry whose variant fits is still the fastest that
+    /// fits; an entry whose variant does not fit falls back to the heuristic.
+    LargerLimit,
+    /// Made at a smaller shared-memory limit: refused (the variants only this limit runs were
+    /// never timed).
+    SmallerLimit,
     /// Made on another device or compute capability: refused.
     OtherDevice,
 }
@@ -235,7 +243,7 @@ pub enum Compatibility {
 impl Compatibility {
     /// Whether the cache is used.
     pub fn applies(self) -> bool {
-        matches!(self, Compatibility::Same | Compatibility::OtherDriver)
+        matches!(self, Compatibility::Same | Compatibility::OtherDriver | Compatibility::LargerLimit)
     }
 }
 

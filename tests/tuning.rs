@@ -42,12 +42,12 @@ fn every_shipped_cache_parses_and_names_compiled_variants() {
 }
 
 #[test]
-fn the_h100_cache_is_shipped_for_that_device_and_limit_only() {
+fn the_h100_cache_is_shipped_for_that_device_at_its_limit_or_below() {
     let shipped = TuneCache::shipped(&h100(13000), 232448).expect("the H100 cache ships");
     assert_eq!(shipped.device, "NVIDIA H100 80GB HBM3");
-    // Another driver still gets it; another limit or device does not.
+    // Another driver still gets it, and so does a smaller budget; another device does not.
     assert!(TuneCache::shipped(&h100(13050), 232448).is_some());
-    assert!(TuneCache::shipped(&h100(13000), 101376).is_none());
+    assert!(TuneCache::shipped(&h100(13000), 101376).is_some());
     let h200 = DeviceInfo { name: "NVIDIA H200".into(), ..h100(13000) };
     assert!(TuneCache::shipped(&h200, 232448).is_none());
 }
@@ -92,4 +92,29 @@ fn saving_replaces_the_file_whole_and_leaves_no_temporary() {
     let files: Vec<_> = std::fs::read_dir(&dir).unwrap().map(|e| e.unwrap().file_name()).collect();
     assert_eq!(files, ["cache.json"]);
     std::fs::remove_dir_all(&dir).ok();
+}
+
+#[test]
+fn a_cache_applies_below_its_limit_where_its_variant_fits() {
+    use stagefit::gemm::{Selection, TacticChoice};
+    use stagefit::plan::{plan_all, SmemLimit, StagePolicy};
+    // Tuned at 232448: swm8n64k512w1k4 at 3 STAGES (91264 bytes) and at 8 (226944 bytes).
+    let c = cache(vec![entry("mxfp4", 4, "swm8n64k512w1k4", 3), entry("mxfp4", 512, "swm8n64k512w1k4", 8)]);
+    let plans = plan_all(101376);
+    let selection = Selection {
+        plans: &plans,
+        policy: StagePolicy::RunTime,
+        limit: SmemLimit { device_optin: 232448, budget: Some(101376) },
+        sm_count: 132,
+        tuned: Some(&c),
+    };
+    let choose = |rows| {
+        let problem = ProblemShape { rows, groups: 32, n: 2880, k: 2880 };
+        selection.select(Fp4Format::Mxfp4, &problem, TacticChoice::Auto).map(|(t, s)| (t.name, s)).unwrap()
+    };
+    // The entry that fits 101376 is used; the one that does not falls back to the heuristic.
+    assert_eq!(choose(4), ("swm8n64k512w1k4", 3));
+    let problem = ProblemShape { rows: 512, groups: 32, n: 2880, k: 2880 };
+    let heuristic = stagefit::heuristic::prefer(&plans, &problem, 132).unwrap();
+    assert_eq!(choose(512), (heuristic.tactic.name, heuristic.stages.unwrap()));
 }

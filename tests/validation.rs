@@ -158,8 +158,9 @@ fn a_missing_or_malformed_tune_cache_is_refused() {
     std::fs::write(&bad, "{ not json").unwrap();
     assert!(matches!(stagefit::tuned::TuneCache::load(&bad), Err(Error::TuneCache { .. })));
     std::fs::remove_file(bad).ok();
-    // A cache made on another device or limit does not apply; one made under another driver
-    // does, with a warning.
+    // A cache made on another device or at a smaller limit does not apply; one made under
+    // another driver does, with a warning, and one made at a larger limit does (its entries
+    // whose variant does not fit fall back to the heuristic).
     use stagefit::tuned::Compatibility;
     let cache = stagefit::tuned::TuneCache {
         device: "test".into(),
@@ -170,10 +171,13 @@ fn a_missing_or_malformed_tune_cache_is_refused() {
     };
     assert_eq!(cache.compatibility(&device((12, 1)), 101376), Compatibility::Same);
     assert_eq!(cache.compatibility(&device((12, 0)), 101376), Compatibility::OtherDevice);
-    assert_eq!(cache.compatibility(&device((12, 1)), 65536), Compatibility::OtherLimit);
+    assert_eq!(cache.compatibility(&device((12, 1)), 65536), Compatibility::LargerLimit);
+    assert_eq!(cache.compatibility(&device((12, 1)), 232448), Compatibility::SmallerLimit);
     let newer_driver = DeviceInfo { driver_version: 13010, ..device((12, 1)) };
     assert_eq!(cache.compatibility(&newer_driver, 101376), Compatibility::OtherDriver);
-    assert!(Compatibility::OtherDriver.applies() && !Compatibility::OtherLimit.applies());
+    assert_eq!(cache.compatibility(&newer_driver, 232448), Compatibility::SmallerLimit);
+    assert!(Compatibility::OtherDriver.applies() && Compatibility::LargerLimit.applies());
+    assert!(!Compatibility::SmallerLimit.applies() && !Compatibility::OtherDevice.applies());
 }
 
 #[test]

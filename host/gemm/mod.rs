@@ -114,9 +114,10 @@ impl GroupedGemm {
     }
 
     /// The same handle preferring the tuned choices of `cache` for [`TacticChoice::Auto`];
-    /// a cache made on another device or limit, or naming a variant that is not compiled, is
-    /// refused, and one made under another driver version is used with a warning. An entry
-    /// whose variant does not fit the limit in force falls back to the heuristic.
+    /// a cache made on another device or at a smaller limit, or naming a variant that is not
+    /// compiled, is refused, and one made under another driver version is used with a warning.
+    /// A cache made at a larger limit applies ([`Compatibility::LargerLimit`]): an entry whose
+    /// variant does not fit the limit in force falls back to the heuristic.
     pub fn with_tuning(mut self, cache: TuneCache) -> Result<GroupedGemm> {
         cache.validate().map_err(|problem| Error::TuneCache { path: "(in memory)".into(), problem })?;
         let this = || {
@@ -128,13 +129,13 @@ impl GroupedGemm {
             )
         };
         match cache.compatibility(&self.device, self.limit.bytes()) {
-            Compatibility::Same => {}
+            Compatibility::Same | Compatibility::LargerLimit => {}
             Compatibility::OtherDriver => tracing::warn!(
                 "the tune cache was made under driver {}, this is driver {}: using it anyway (rerun `stagefit tune` to refresh it)",
                 cache.driver_version,
                 self.device.driver_version
             ),
-            Compatibility::OtherLimit | Compatibility::OtherDevice => {
+            Compatibility::SmallerLimit | Compatibility::OtherDevice => {
                 return Err(Error::TuneCache {
                     path: "(in memory)".into(),
                     problem: format!("made for {}, not {}", cache.made_for(), this()),
