@@ -22,6 +22,12 @@ pub const E2M1_MAX: f32 = 6.0;
 /// Largest finite e4m3 magnitude.
 pub const E4M3_MAX: f32 = 448.0;
 
+/// Bytes of `elements` values quantized to `format`: packed e2m1 codes and their block scales
+/// (an NVFP4 expert's f32 scale aside).
+pub fn weight_bytes(format: Fp4Format, elements: usize) -> usize {
+    elements / 2 + elements / format.scale_block()
+}
+
 /// Value of an e2m1 code (low 4 bits of `code`).
 pub fn e2m1_decode(code: u8) -> f32 {
     E2M1_VALUES[(code & 0xF) as usize]

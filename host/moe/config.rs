@@ -152,7 +152,6 @@ impl MoeConfig {
 
     /// FP4 bytes (codes and scales) of one expert's two projections.
     pub fn expert_weight_bytes(&self) -> usize {
-        let elements = 3 * self.hidden * self.intermediate;
-        elements / 2 + elements / self.format.scale_block()
+        crate::fp4::weight_bytes(self.format, 3 * self.hidden * self.intermediate)
     }
 }

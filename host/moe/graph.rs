@@ -35,6 +35,27 @@ pub struct DecodeGraph<'a> {
     _uses: std::marker::PhantomData<(&'a MoeEngine, &'a [MoeLayer])>,
 }
 
+/// Whether a graph capture can record `stream`'s work: not the context's default (legacy)
+/// stream, and not one whose buffers cudarc synchronizes with events across streams (those
+/// waits cannot be captured); otherwise [`Error::Capture`] saying what to do instead.
+pub(crate) fn check_capturable(stream: &Arc<CudaStream>) -> Result<()> {
+    if stream.cu_stream().is_null() {
+        return Err(Error::Capture(
+            "the context's default stream is the legacy stream, which cannot be captured; use a stream \
+             from CudaContext::new_stream"
+                .into(),
+        ));
+    }
+    if stream.context().is_managing_stream_synchronization() {
+        return Err(Error::Capture(
+            "cudarc tracks events across this context's streams; capture on a context with one stream, \
+             or after CudaContext::disable_event_tracking"
+                .into(),
+        ));
+    }
+    Ok(())
+}
+
 impl MoeEngine {
     /// Captures a step of `tokens` tokens through `layers` (all of one config) on `stream`, with
     /// the variants `choice` selects. One eager step runs first (loading every kernel module the
@@ -81,20 +102,7 @@ impl MoeEngine {
         timed: bool,
     ) -> Result<DecodeGraph<'a>> {
         let config = layers.first().ok_or(Error::Capture("no layers to capture".into()))?.config();
-        if stream.cu_stream().is_null() {
-            return Err(Error::Capture(
-                "the context's default stream is the legacy stream, which cannot be captured; use a stream \
-                 from CudaContext::new_stream"
-                    .into(),
-            ));
-        }
-        if stream.context().is_managing_stream_synchronization() {
-            return Err(Error::Capture(
-                "cudarc tracks events across this context's streams; capture on a context with one stream, \
-                 or after CudaContext::disable_event_tracking"
-                    .into(),
-            ));
-        }
+        check_capturable(stream)?;
         let mut workspace = MoeWorkspace::new(stream, config, tokens)?;
         let input = stream.alloc_zeros::<bf16>(tokens * config.hidden).during("allocating the step's input")?;
         let mut output = stream.alloc_zeros::<bf16>(tokens * config.hidden).during("allocating the step's output")?;

@@ -237,7 +237,7 @@ pub fn run(options: &BenchOptions, mut progress: impl FnMut(&BenchRow)) -> Resul
             for (projection, n, k) in
                 [(Projection::GateUp, 2 * c.intermediate, c.hidden), (Projection::Down, c.hidden, c.intermediate)]
             {
-                let expert_bytes = n * k / 2 + n * k / format.scale_block();
+                let expert_bytes = crate::fp4::weight_bytes(*format, n * k);
                 let max_rows = options.tokens.iter().max().copied().unwrap_or(1) * c.top_k;
                 let a = fill_bf16(&kernels, &stream, max_rows.max(1) * k, 3)?;
                 let mut out = stream.alloc_zeros::<bf16>(max_rows.max(1) * n).during("allocating")?;

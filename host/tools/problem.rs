@@ -9,6 +9,7 @@ use half::bf16;
 
 use crate::error::{DriverContext, Error, Result};
 use crate::gemm::{offsets_from_sizes, DeviceWeights, GroupedGemm, GroupedGemmArgs, TacticChoice, Variant};
+use crate::moe::graph::check_capturable;
 use crate::moe::kernels::MoeKernels;
 use crate::tools::bench::{group_sizes, Routing, GRAPH_CALLS};
 use crate::Fp4Format;
@@ -22,28 +23,21 @@ pub(crate) fn weight_copies_past_l2(l2_bytes: usize, active: usize, expert_bytes
 
 /// Captures [`GRAPH_CALLS`] calls `call(i)` into one graph and returns the median replay time
 /// per call, microseconds: back-to-back calls, as decode runs them. `stream` must be one a
-/// capture can record (see [`crate::moe::MoeEngine::capture_decode`]); where cudarc tracks
-/// events across the context's streams this is [`Error::Capture`].
+/// capture can record (`moe::graph::check_capturable`), or this is [`Error::Capture`].
 pub(crate) fn graph_us_per_call(
     ctx: &Arc<CudaContext>,
     stream: &Arc<CudaStream>,
     reps: usize,
     mut call: impl FnMut(usize) -> Result<()>,
 ) -> Result<f64> {
-    if ctx.is_managing_stream_synchronization() {
-        return Err(Error::Capture(
-            "cudarc tracks events across this context's streams, which a graph capture cannot record; \
-             call CudaContext::disable_event_tracking first"
-                .into(),
-        ));
-    }
+    check_capturable(stream)?;
     stream.begin_capture(CUstreamCaptureMode::CU_STREAM_CAPTURE_MODE_RELAXED).during("capturing")?;
     let captured = (0..GRAPH_CALLS).try_for_each(&mut call);
     let graph = stream
         .end_capture(CUgraphInstantiate_flags::CUDA_GRAPH_INSTANTIATE_FLAG_AUTO_FREE_ON_LAUNCH)
         .during("instantiating the graph")?;
     captured?;
-    let graph = graph.ok_or_else(|| Error::UnknownVariant("the capture recorded no work".into()))?;
+    let graph = graph.ok_or_else(|| Error::Capture("the capture recorded no work".into()))?;
     Ok(median_us(ctx, stream, reps, |_| graph.launch().during("replaying the graph"))? / GRAPH_CALLS as f64)
 }
 
@@ -97,7 +91,7 @@ impl RandomProblem {
         let rows = tokens * top_k;
         let active = sizes.iter().filter(|&&s| s > 0).count();
         let copies =
-            past_l2_of.map_or(1, |l2| weight_copies_past_l2(l2, active, n * k / 2 + n * k / format.scale_block()));
+            past_l2_of.map_or(1, |l2| weight_copies_past_l2(l2, active, crate::fp4::weight_bytes(format, n * k)));
         let weights = (0..copies as u64)
             .map(|i| kernels.random_weights(stream, format, (groups, n, k), seed + 2 + i))
             .collect::<Result<_>>()?;
