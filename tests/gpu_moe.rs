@@ -285,6 +285,42 @@ fn captured_decode_steps_replay_the_eager_bits() {
     }
 }
 
+/// Runs `tokens` seeded random tokens through `layers` with engines `a` and `b`, and checks
+/// that every layer's output is written and the same bits under both.
+#[allow(clippy::too_many_arguments)]
+fn assert_same_bits(
+    (a, b): (&MoeEngine, &MoeEngine),
+    stream: &std::sync::Arc<cudarc::driver::CudaStream>,
+    config: &MoeConfig,
+    layers: &[stagefit::moe::MoeLayer],
+    tokens: usize,
+    seed: u64,
+    choice: TacticChoice<'_>,
+    what: &str,
+) {
+    let mut rng = SplitMix64::new(seed);
+    let x: Vec<bf16> = (0..tokens * config.hidden).map(|_| bf16::from_f32(rng.uniform(-1.0, 1.0))).collect();
+    let x = stream.clone_htod(&x).unwrap();
+    let mut ws = MoeWorkspace::new(stream, config, tokens).unwrap();
+    let mut run = |engine: &MoeEngine| {
+        let mut outs = Vec::new();
+        for layer in layers {
+            let mut out = stream.alloc_zeros::<bf16>(tokens * config.hidden).unwrap();
+            engine.forward(stream, layer, &x, tokens, &mut out, &mut ws, choice).unwrap();
+            outs.push(stream.clone_dtoh(&out).unwrap());
+        }
+        outs
+    };
+    let (a, b) = (run(a), run(b));
+    for (l, (a, b)) in a.iter().zip(&b).enumerate() {
+        assert!(a.iter().any(|v| v.to_f32() != 0.0), "{what} T={tokens} layer {l}: nothing written");
+        assert!(
+            a.iter().zip(b).all(|(x, y)| x.to_bits() == y.to_bits()),
+            "{what} T={tokens} layer {l}: the outputs differ"
+        );
+    }
+}
+
 #[test]
 fn programmatic_launch_changes_no_bits() {
     let Some((ctx, _)) = common::gpu("programmatic_launch_changes_no_bits") else { return };
@@ -298,26 +334,48 @@ fn programmatic_launch_changes_no_bits() {
     // 1 and 2 tokens route in one launch, 8 (32 rows, the most launched programmatically)
     // through the multi-kernel path, 40 launch the ordinary way either way.
     for tokens in [1, 2, 8, 40] {
-        let mut rng = SplitMix64::new(77 + tokens as u64);
-        let x: Vec<bf16> = (0..tokens * config.hidden).map(|_| bf16::from_f32(rng.uniform(-1.0, 1.0))).collect();
-        let x = stream.clone_htod(&x).unwrap();
-        let mut ws = MoeWorkspace::new(&stream, &config, tokens).unwrap();
-        let mut run = |engine: &MoeEngine| {
-            let mut outs = Vec::new();
-            for layer in &layers {
-                let mut out = stream.alloc_zeros::<bf16>(tokens * config.hidden).unwrap();
-                engine.forward(&stream, layer, &x, tokens, &mut out, &mut ws, TacticChoice::Auto).unwrap();
-                outs.push(out);
+        let engines = (&with, &without);
+        assert_same_bits(
+            engines,
+            &stream,
+            &config,
+            &layers,
+            tokens,
+            77 + tokens as u64,
+            TacticChoice::Auto,
+            "programmatic",
+        );
+    }
+}
+
+#[test]
+fn the_fused_activation_changes_no_bits() {
+    let Some((ctx, _)) = gpu("the_fused_activation_changes_no_bits") else { return };
+    let stream = ctx.new_stream().unwrap();
+    let engine = |fuse: bool| MoeEngine::new(&ctx, None, StagePolicy::RunTime).unwrap().with_fused_activation(fuse);
+    let (plain, fused) = (engine(false), engine(true));
+    for format in [Fp4Format::Mxfp4, Fp4Format::Nvfp4] {
+        let config = MoeConfig { format, ..gpt_oss_like(32) };
+        let layers: Vec<_> =
+            (0..2).map(|l| plain.upload(&stream, &config, &random_moe_weights(&config, 90 + l)).unwrap()).collect();
+        // Both GEMM families (a swap-AB and an MMA tile) and the automatic choice; 1-8 tokens
+        // route in one launch or through the multi-kernel path, 40 give groups of several tiles.
+        for choice in
+            [TacticChoice::Auto, TacticChoice::Tactic("swm8n32k512w1k4"), TacticChoice::Tactic("m16n128k128w1x4")]
+        {
+            for tokens in [1, 3, 8, 40] {
+                let what = format!("fused vs separate activation, {format:?} {choice:?}");
+                assert_same_bits(
+                    (&fused, &plain),
+                    &stream,
+                    &config,
+                    &layers,
+                    tokens,
+                    91 + tokens as u64,
+                    choice,
+                    &what,
+                );
             }
-            outs.iter().map(|o| stream.clone_dtoh(o).unwrap()).collect::<Vec<_>>()
-        };
-        let (a, b) = (run(&with), run(&without));
-        for (l, (a, b)) in a.iter().zip(&b).enumerate() {
-            assert!(
-                a.iter().zip(b).all(|(x, y)| x.to_bits() == y.to_bits()),
-                "T={tokens} layer {l}: the outputs differ"
-            );
-            assert!(a.iter().any(|v| v.to_f32() != 0.0), "T={tokens} layer {l}: nothing written");
         }
     }
 }

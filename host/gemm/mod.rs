@@ -25,6 +25,7 @@ use crate::tuned::{Compatibility, TuneCache};
 use crate::{Arch, Fp4Format, GroupedGemmParams};
 use modules::{LoadedTactic, Modules};
 use packing::Packer;
+use stagefit_kernels::params::epilogue;
 
 pub use select::{Selection, TacticChoice, Variant};
 pub use validate::{check_offsets, check_problem, offsets_from_sizes, MAX_DIM};
@@ -45,6 +46,24 @@ pub struct GroupedGemmArgs<'a> {
     pub weights: WeightsView<'a>,
     /// bf16 `[rows, n]`, written.
     pub c: CudaViewMut<'a, bf16>,
+}
+
+/// What a call of the MoE layer adds to `C = A·Wᵀ` (crate-internal: see
+/// [`GroupedGemm::run_fused`]). The default adds nothing.
+#[derive(Default)]
+pub(crate) struct Fusions<'a> {
+    /// The gated activation of interleaved (gate, up) column pairs, so that `c` is
+    /// `[rows, n / 2]` (see `stagefit_kernels::params::epilogue::GATED`).
+    pub gated: Option<GatedEpilogue<'a>>,
+}
+
+/// The gated epilogue's bias and activation.
+pub(crate) struct GatedEpilogue<'a> {
+    /// f32 `[groups, n]`, added to gate and up before the activation.
+    pub bias: CudaView<'a, f32>,
+    /// One of `stagefit_kernels::params::activation`, with gpt-oss's clamp limit and sigmoid
+    /// slope.
+    pub activation: (u32, f32, f32),
 }
 
 /// A grouped-GEMM handle for one context: the device's limits, an optional caller budget,
@@ -241,20 +260,23 @@ impl GroupedGemm {
         args: GroupedGemmArgs<'_>,
         choice: TacticChoice<'_>,
     ) -> Result<Variant> {
-        self.run_with(stream, args, choice, self.input_checks)
+        self.run_fused(stream, args, Fusions::default(), choice, self.input_checks)
     }
 
-    /// [`GroupedGemm::run`] with the device-data checks on or off for this call (off while a
-    /// stream is captured into a graph: the checks read data back, which a capture cannot do).
-    pub(crate) fn run_with(
+    /// [`GroupedGemm::run`] with `fusions`, and the device-data checks on or off for this call
+    /// (off while a stream is captured into a graph: the checks read data back, which a capture
+    /// cannot do).
+    pub(crate) fn run_fused(
         &self,
         stream: &Arc<CudaStream>,
         args: GroupedGemmArgs<'_>,
+        fusions: Fusions<'_>,
         choice: TacticChoice<'_>,
         input_checks: bool,
     ) -> Result<Variant> {
-        let problem = validate::validate(&args)?;
+        let problem = validate::validate(&args, fusions.gated.as_ref().map(|g| g.bias.len()))?;
         self.check_contexts(stream, &args)?;
+        self.check_fusion_contexts(&fusions)?;
         if input_checks {
             validate::check_device_data(stream, &args)?;
         }
@@ -279,7 +301,7 @@ impl GroupedGemm {
         let (expert_scales, _e_sync) = weights.expert_scales.device_ptr(stream);
         let mut c_view = args.c;
         let (c, _c_sync) = c_view.device_ptr_mut(stream);
-        let params = GroupedGemmParams {
+        let mut params = GroupedGemmParams {
             a,
             w,
             w_scales,
@@ -290,12 +312,20 @@ impl GroupedGemm {
             k: dims.k as u32,
             groups: dims.groups as u32,
             rows: args.rows as u32,
+            ..GroupedGemmParams::default()
         };
+        let _bias_sync = fusions.gated.as_ref().map(|gated| {
+            let (bias, sync) = gated.bias.device_ptr(stream);
+            let (activation, limit, alpha) = gated.activation;
+            params = GroupedGemmParams { epilogue: epilogue::GATED, bias, activation, limit, alpha, ..params };
+            sync
+        });
         // SAFETY: the entry point takes one `GroupedGemmParams`; every pointer in it is a live
-        // allocation of this context (`check_contexts`) whose length `validate` checked against
-        // the shapes and `rows` (the kernel clamps every group to `rows`, whatever `offsets`
-        // holds; N, at most 2^30, and K, at most 2^28, fit its 32-bit arithmetic), and the guards above hold
-        // them across the launch; the block size is the tactic's, and the dynamic shared memory
+        // allocation of this context (`check_contexts`, `check_fusion_contexts`) whose length
+        // `validate` checked against the shapes and `rows` (the kernel clamps every group to
+        // `rows`, whatever `offsets` holds; N, at most 2^30, and K, at most 2^28, fit its 32-bit
+        // arithmetic; the gated epilogue's C of `rows × N/2` and bias of `groups × N`), and the
+        // guards above hold them across the launch; the block size is the tactic's, and the dynamic shared memory
         // is the variant's exact layout size, which `check_fits` held to the limit and the
         // function attribute allows (`Modules::get`).
         unsafe { launch(&kernel.function, stream, shape, params, "launching the grouped GEMM")? };
@@ -328,6 +358,16 @@ impl GroupedGemm {
             ("c", args.c.stream().context()),
         ];
         for (buffer, ctx) in buffers.into_iter().chain(args.weights.contexts()) {
+            if **ctx != *self.ctx {
+                return Err(Error::Context { buffer, expected: self.ctx.ordinal(), actual: ctx.ordinal() });
+            }
+        }
+        Ok(())
+    }
+
+    /// Refuses a fusion's buffer of another CUDA context than the handle's.
+    fn check_fusion_contexts(&self, fusions: &Fusions<'_>) -> Result<()> {
+        for (buffer, ctx) in fusions.gated.iter().map(|g| ("bias", g.bias.stream().context())) {
             if **ctx != *self.ctx {
                 return Err(Error::Context { buffer, expected: self.ctx.ordinal(), actual: ctx.ordinal() });
             }

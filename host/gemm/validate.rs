@@ -38,11 +38,20 @@ pub(super) fn weight_buffer_lengths(format: Fp4Format, groups: usize, n: usize, 
     Ok((codes, scales))
 }
 
-/// Checks a call's shapes and buffer sizes; returns the problem it describes.
-pub(super) fn validate(args: &GroupedGemmArgs<'_>) -> Result<ProblemShape> {
+/// Checks a call's shapes and buffer sizes; returns the problem it describes. With the gated
+/// epilogue (`gated_bias_len`: its bias's length), C holds `rows × N/2` and the bias
+/// `groups × N`.
+pub(super) fn validate(args: &GroupedGemmArgs<'_>, gated_bias_len: Option<usize>) -> Result<ProblemShape> {
     let w = args.weights.shape();
     let problem = ProblemShape { rows: args.rows, groups: w.groups, n: w.n, k: w.k };
-    check_problem(&problem, args.offsets.len(), args.a.len(), args.c.len())?;
+    let c_width = if gated_bias_len.is_some() { w.n / 2 } else { w.n };
+    check_buffers(&problem, args.offsets.len(), args.a.len(), (args.c.len(), c_width))?;
+    if let Some(actual) = gated_bias_len {
+        let needed = product("groups", w.groups, w.n)?;
+        if actual < needed {
+            return Err(Error::BufferTooSmall { buffer: "bias", needed, actual });
+        }
+    }
     Ok(problem)
 }
 
@@ -50,6 +59,16 @@ pub(super) fn validate(args: &GroupedGemmArgs<'_>) -> Result<ProblemShape> {
 /// of the kernels, rows that fit the kernels' 32-bit row indices, exactly `groups + 1`
 /// offsets, and A and C at least `rows × K` and `rows × N` (computed without overflow).
 pub fn check_problem(problem: &ProblemShape, offsets_len: usize, a_len: usize, c_len: usize) -> Result<()> {
+    check_buffers(problem, offsets_len, a_len, (c_len, problem.n))
+}
+
+/// [`check_problem`] with C `c_width` elements wide.
+fn check_buffers(
+    problem: &ProblemShape,
+    offsets_len: usize,
+    a_len: usize,
+    (c_len, c_width): (usize, usize),
+) -> Result<()> {
     let ProblemShape { rows, groups, n, k } = *problem;
     check_dims(groups, n, k)?;
     if rows > u32::MAX as usize {
@@ -58,7 +77,7 @@ pub fn check_problem(problem: &ProblemShape, offsets_len: usize, a_len: usize, c
     if offsets_len != groups + 1 {
         return Err(Error::BufferTooSmall { buffer: "offsets", needed: groups + 1, actual: offsets_len });
     }
-    for (buffer, width, actual) in [("a", k, a_len), ("c", n, c_len)] {
+    for (buffer, width, actual) in [("a", k, a_len), ("c", c_width, c_len)] {
         let needed = product("rows", rows, width)?;
         if actual < needed {
             return Err(Error::BufferTooSmall { buffer, needed, actual });

@@ -7,8 +7,8 @@ use cudarc::driver::{CudaContext, CudaEvent, CudaSlice, CudaStream, DevicePtr, D
 use half::bf16;
 
 use crate::error::{DriverContext, Error, Result};
-use crate::gemm::{DeviceWeights, GroupedGemm, GroupedGemmArgs, TacticChoice, Variant};
-use crate::moe::config::MoeConfig;
+use crate::gemm::{DeviceWeights, Fusions, GatedEpilogue, GroupedGemm, GroupedGemmArgs, TacticChoice, Variant};
+use crate::moe::config::{GateUpLayout, MoeConfig};
 use crate::moe::kernels::{MoeKernels, MoeShape};
 use crate::moe::weights::MoeLayerWeights;
 use crate::plan::StagePolicy;
@@ -42,6 +42,9 @@ use crate::plan::StagePolicy;
 pub struct MoeEngine {
     gemm: GroupedGemm,
     kernels: MoeKernels,
+    /// Apply the activation in the gate/up GEMM's epilogue where the layout allows
+    /// ([`MoeEngine::with_fused_activation`]).
+    fused_activation: bool,
 }
 
 /// One layer's weights in device memory.
@@ -172,7 +175,17 @@ impl MoeEngine {
     pub fn new(ctx: &Arc<CudaContext>, budget: Option<usize>, policy: StagePolicy) -> Result<MoeEngine> {
         let gemm = GroupedGemm::new(ctx, budget)?.with_policy(policy);
         let kernels = MoeKernels::load(ctx, gemm.arch())?;
-        Ok(MoeEngine { gemm, kernels })
+        Ok(MoeEngine { gemm, kernels, fused_activation: true })
+    }
+
+    /// The same engine with the activation fused into the gate/up GEMM or not (on by default).
+    /// Fused, the GEMM's epilogue applies the activation to each (gate, up) pair and writes the
+    /// down projection's input directly: one kernel and one round trip of the gate/up output
+    /// less, the same bits. It applies to layers whose gate and up rows are interleaved
+    /// (gpt-oss); concatenated layouts always run the separate activation kernel.
+    pub fn with_fused_activation(mut self, on: bool) -> MoeEngine {
+        self.fused_activation = on;
+        self
     }
 
     /// The same engine with input checks on or off (see [`GroupedGemm::with_input_checks`]; on
@@ -349,25 +362,33 @@ impl MoeEngine {
         input_checks: bool,
         mut events: Option<&mut StepEvents>,
     ) -> Result<ForwardVariants> {
-        let (k, rows) = (&self.kernels, s.rows());
-        // 5. Gate/up projection, one group per expert.
-        let gate_up = self.gemm.run_with(
+        let (k, rows, c) = (&self.kernels, s.rows(), &layer.config);
+        let fuse = self.fused_activation && c.gate_up_layout == GateUpLayout::Interleaved;
+        // 5. Gate/up projection, one group per expert; 6. the activation, in its epilogue when
+        // fused.
+        let fusions = Fusions {
+            gated: fuse.then(|| GatedEpilogue { bias: layer.gate_up_bias.as_view(), activation: c.activation_ids() }),
+        };
+        let gate_up = self.gemm.run_fused(
             stream,
             GroupedGemmArgs {
                 rows,
                 a: ws.a_perm.as_view(),
                 offsets: ws.offsets.as_view(),
                 weights: layer.gate_up.view(),
-                c: ws.h1.as_view_mut(),
+                c: if fuse { ws.a2.as_view_mut() } else { ws.h1.as_view_mut() },
             },
+            fusions,
             choice,
             input_checks,
         )?;
         mark(&mut events, stream, 2)?;
-        // 6. Activation. 7. Down projection. 8. Weighted combine back into token order.
-        k.activate(stream, s, &ws.h1, &ws.perm_src, topk_ids, &layer.gate_up_bias, &mut ws.a2)?;
+        if !fuse {
+            k.activate(stream, s, &ws.h1, &ws.perm_src, topk_ids, &layer.gate_up_bias, &mut ws.a2)?;
+        }
         mark(&mut events, stream, 3)?;
-        let down = self.gemm.run_with(
+        // 7. Down projection. 8. Weighted combine back into token order.
+        let down = self.gemm.run_fused(
             stream,
             GroupedGemmArgs {
                 rows,
@@ -376,6 +397,7 @@ impl MoeEngine {
                 weights: layer.down.view(),
                 c: ws.h2.as_view_mut(),
             },
+            Fusions::default(),
             choice,
             input_checks,
         )?;

@@ -13,9 +13,14 @@
 /// - `expert_scales`: f32 `[groups]` (NVFP4; ignored for MXFP4);
 /// - `offsets`: u32 `[groups + 1]`, non-decreasing, `offsets[0] == 0`, `offsets[groups] == rows`
 ///   (other values cannot take the kernel outside `a` and `c`: see `device::scheduler::group_rows`);
-/// - `c`: bf16 `[offsets[groups], n]`, row-major.
+/// - `c`: bf16 `[offsets[groups], n]`, row-major; with [`epilogue::GATED`], `[offsets[groups],
+///   n / 2]`: column pair `(2j, 2j + 1)` is (gate `j`, up `j`) and `c` gets
+///   `activation(gate + bias[g][2j], up + bias[g][2j + 1])` at column `j`, each of gate and up
+///   rounded to bf16 first (exactly what storing them and running the separate activation
+///   kernel gives);
+/// - `bias`: f32 `[groups, n]` (only with [`epilogue::GATED`]).
 #[repr(C)]
-#[derive(Clone, Copy, Default, PartialEq, Eq)]
+#[derive(Clone, Copy, Default, PartialEq)]
 #[cfg_attr(not(target_arch = "nvptx64"), derive(Debug))]
 pub struct GroupedGemmParams {
     /// Activations, bf16 `[rows, k]`.
@@ -28,8 +33,10 @@ pub struct GroupedGemmParams {
     pub expert_scales: u64,
     /// Group row offsets, u32 `[groups + 1]`.
     pub offsets: u64,
-    /// Output, bf16 `[rows, n]`.
+    /// Output, bf16 `[rows, n]` (`[rows, n / 2]` with [`epilogue::GATED`]).
     pub c: u64,
+    /// f32 `[groups, n]` bias of the gated epilogue.
+    pub bias: u64,
     /// Output columns (weight rows) per group.
     pub n: u32,
     /// Reduction length.
@@ -38,6 +45,23 @@ pub struct GroupedGemmParams {
     pub groups: u32,
     /// Rows of `a` and `c`: every group is clamped to them, whatever `offsets` holds.
     pub rows: u32,
+    /// One of [`epilogue`].
+    pub epilogue: u32,
+    /// One of [`activation`] (with [`epilogue::GATED`]).
+    pub activation: u32,
+    /// gpt-oss clamp limit (with [`activation::GPT_OSS`]).
+    pub limit: f32,
+    /// gpt-oss sigmoid slope (with [`activation::GPT_OSS`]).
+    pub alpha: f32,
+}
+
+/// What a grouped GEMM does with its f32 results.
+pub mod epilogue {
+    /// Scale, round to bf16 and store `[rows, n]`.
+    pub const STORE: u32 = 0;
+    /// The gated activation of interleaved (gate, up) column pairs, with a bias, into
+    /// `[rows, n / 2]` (see [`super::GroupedGemmParams`]).
+    pub const GATED: u32 = 1;
 }
 
 /// How the gate/up projection's output rows are arranged.

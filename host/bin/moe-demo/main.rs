@@ -83,6 +83,10 @@ struct Args {
     /// is on by default on sm_90 and later), for comparison.
     #[arg(long)]
     no_pdl: bool,
+    /// Run the activation as its own kernel instead of in the gate/up GEMM's epilogue (fused by
+    /// default where gate and up rows are interleaved, as in gpt-oss), for comparison.
+    #[arg(long)]
+    no_fuse: bool,
     /// Also time each step of a layer (routing, gate_up, activation, down, combine) with events
     /// inside a captured decode step, and print the per-layer breakdown.
     #[arg(long)]
@@ -210,6 +214,8 @@ struct DemoReport {
     layers: usize,
     decode_mode: &'static str,
     programmatic_launch: bool,
+    /// The activation in the gate/up GEMM's epilogue where the layout allows (`--no-fuse`).
+    fused_activation: bool,
     batch: usize,
     variants: Vec<VariantReport>,
     prefill: PhaseReport,
@@ -362,17 +368,20 @@ fn run(args: Args) -> anyhow::Result<()> {
         Policy::RunTime => StagePolicy::RunTime,
         Policy::FixedFamilyMax => StagePolicy::FixedFamilyMax,
     };
-    let engine = MoeEngine::new(&ctx, args.smem_limit, policy)?.with_programmatic_launch(!args.no_pdl);
+    let engine = MoeEngine::new(&ctx, args.smem_limit, policy)?
+        .with_programmatic_launch(!args.no_pdl)
+        .with_fused_activation(!args.no_fuse);
     let info = engine.gemm().device().clone();
     say(format!(
         "device: {} (sm_{}{}), {} bytes opt-in shared memory per block",
         info.name, info.compute_capability.0, info.compute_capability.1, info.smem_optin_per_block
     ))?;
     say(format!(
-        "shared-memory limit: {} bytes ({}); STAGES policy: {policy:?}; programmatic dependent launch {}",
+        "shared-memory limit: {} bytes ({}); STAGES policy: {policy:?}; programmatic dependent launch {}; fused activation {}",
         engine.gemm().limit().bytes(),
         engine.gemm().limit().source(),
-        if engine.gemm().programmatic_launch() { "on" } else { "off" },
+        on_off(engine.gemm().programmatic_launch()),
+        on_off(!args.no_fuse),
     ))?;
     let model = load(&args, model_dir.as_ref(), &engine, &stream)?;
     if !model.loaded.is_empty() {
@@ -493,6 +502,7 @@ fn run(args: Args) -> anyhow::Result<()> {
         layers: layers.len(),
         decode_mode: if args.eager { "eager" } else { "graph" },
         programmatic_launch: engine.gemm().programmatic_launch(),
+        fused_activation: !args.no_fuse,
         batch,
         variants: chosen,
         prefill,
@@ -570,4 +580,13 @@ fn main() -> ExitCode {
     let args = Args::parse();
     cli_common::init_logging();
     cli_common::exit_status("moe-demo", run(args))
+}
+
+/// "on" or "off".
+fn on_off(on: bool) -> &'static str {
+    if on {
+        "on"
+    } else {
+        "off"
+    }
 }

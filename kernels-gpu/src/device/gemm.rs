@@ -24,7 +24,7 @@
 use super::fp4::{dequant_word, scale_factor_x2};
 use super::ptx::*;
 use super::scheduler::{build_tile_table, total_tiles};
-use super::tiles::{output_scale, tile_job, TileJob};
+use super::tiles::{output_scale, prefetch_bias, store_pair, tile_job, TileJob};
 use crate::format::{scale_block, NVFP4};
 use crate::layout::{
     a_chunk, a_fragment_offset, fragment_row, w_chunk, w_fragment_offset, RegionAligned, SmemLayout, CHUNK_BYTES,
@@ -77,6 +77,7 @@ pub unsafe fn grouped_gemm<
             if !exists {
                 continue;
             }
+            prefetch_bias(p, &job, tile.bn(), tid);
             let acc = mainloop::<FMT, WARPS_M, WARPS_N, MMA_M, MMA_N, BK, STAGES>(p, &layout, smem, job, tid);
             epilogue::<FMT, WARPS_N, MMA_M, MMA_N>(p, job, &acc, tid);
         }
@@ -404,8 +405,8 @@ unsafe fn compute_stage<
     }
 }
 
-/// Scales the accumulators (NVFP4's per-expert scale), rounds to bf16 and stores the rows and
-/// columns of the tile that exist.
+/// Scales the accumulators (NVFP4's per-expert scale) and stores the rows and columns of the
+/// tile that exist ([`store_pair`]: bf16 pairs, or the gated activation of each pair).
 #[inline(always)]
 unsafe fn epilogue<const FMT: u32, const WARPS_N: usize, const MMA_M: usize, const MMA_N: usize>(
     p: &GroupedGemmParams,
@@ -430,12 +431,10 @@ unsafe fn epilogue<const FMT: u32, const WARPS_N: usize, const MMA_M: usize, con
                 let d = acc[mt][nt];
                 if col < n {
                     if row < job.rows {
-                        let addr = p.c + 2 * ((job.row0 + row) * n + col) as u64;
-                        st_global_u32(addr, pack_bf16x2(output(d[0]), output(d[1])));
+                        store_pair(p, job.group, job.row0 + row, col, output(d[0]), output(d[1]));
                     }
                     if row + 8 < job.rows {
-                        let addr = p.c + 2 * ((job.row0 + row + 8) * n + col) as u64;
-                        st_global_u32(addr, pack_bf16x2(output(d[2]), output(d[3])));
+                        store_pair(p, job.group, job.row0 + row + 8, col, output(d[2]), output(d[3]));
                     }
                 }
                 nt += 1;

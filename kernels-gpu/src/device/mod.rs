@@ -3,7 +3,9 @@
 //! - [`ptx`]: one safe-as-possible wrapper per PTX instruction used;
 //! - [`fp4`]: e2m1 and scale decoding in registers;
 //! - [`scheduler`]: the tile table that maps a linear tile index to (group, m-tile, n-tile);
-//! - [`tiles`]: what every grouped-GEMM family shares (the tile walk, the `cp.async` ring);
+//! - [`tiles`]: what every grouped-GEMM family shares (the tile walk, the output scale, the
+//!   epilogue's stores, plain or gated);
+//! - [`activation`]: the gated activation, shared by the MoE kernel and the gated epilogue;
 //! - [`gemm`]: the pipelined grouped GEMM of `Family::Mma`, generic over format, tile and STAGES;
 //! - [`swap_ab`]: the same for `Family::SwapAb`, built for decode;
 //! - [`moe`]: the MoE-layer kernels around the grouped GEMMs;
@@ -11,6 +13,7 @@
 //! - [`kernels`]: the `extern "ptx-kernel"` entry points, one per (format, tactic, STAGES), one
 //!   per MoE-layer kernel, and the weight packing.
 
+mod activation;
 mod fp4;
 mod gemm;
 mod kernels;

@@ -10,11 +10,12 @@
 //! addresses memory, so no buffer contents take a kernel outside the buffers its launcher
 //! checked (`host/moe/kernels.rs`).
 
+use super::activation::gated;
 use super::ptx::*;
 use crate::layout::RegionAligned;
 use crate::params::{
-    activation, gate_up, row_blocks, FillParams, MoeParams, MAX_EXPERTS, MAX_TOP_K, MOE_BLOCK, MOE_SCRATCH_BYTES,
-    MOE_VECTOR, SMALL_ROUTE_ROWS,
+    gate_up, row_blocks, FillParams, MoeParams, MAX_EXPERTS, MAX_TOP_K, MOE_BLOCK, MOE_SCRATCH_BYTES, MOE_VECTOR,
+    SMALL_ROUTE_ROWS,
 };
 use crate::routing::{key_logit, rank_key, ABSENT};
 
@@ -590,13 +591,7 @@ pub unsafe fn activate(p: &MoeParams) {
         let mut y = [0u32; 4];
         let mut i = 0;
         while i < 8 {
-            let v = if p.activation == activation::GPT_OSS {
-                let gate = gate[i].min(p.limit);
-                let up = up[i].max(-p.limit).min(p.limit);
-                (up + 1.0) * gate / (1.0 + exp_approx(-p.alpha * gate))
-            } else {
-                up[i] * gate[i] / (1.0 + exp_approx(-gate[i]))
-            };
+            let v = gated(p.activation, gate[i], up[i], p.limit, p.alpha);
             y[i / 2] |= f32_to_bf16(v) << (16 * (i % 2));
             i += 1;
         }

@@ -237,6 +237,17 @@ pub fn wait_for_previous_grid() {
     };
 }
 
+/// `prefetch.global.L2`: asks L2 for the line holding `addr` (a hint: the thread does not
+/// wait, and nothing it computes depends on it).
+///
+/// # Safety
+/// `addr` must be a global address inside an allocation.
+#[inline(always)]
+pub unsafe fn prefetch_l2(addr: u64) {
+    // SAFETY: the caller upholds this function's `# Safety` contract; a prefetch writes nothing.
+    unsafe { asm!("prefetch.global.L2 [{0}];", in(reg64) addr) };
+}
+
 /// `fence.acq_rel.gpu`: this thread's memory accesses before it are ordered, for every thread of
 /// the GPU, before those after it.
 #[inline(always)]
@@ -254,6 +265,32 @@ pub unsafe fn st_global_u32(addr: u64, v: u32) {
     // SAFETY: the caller upholds this function's `# Safety` contract, which is the instruction's.
     unsafe {
         asm!("st.global.u32 [{0}], {1};", in(reg64) addr, in(reg32) v);
+    }
+}
+
+/// `st.global.u16` of the low 16 bits of `v`.
+///
+/// # Safety
+/// `addr` must be a 2-byte aligned writable global address.
+#[inline(always)]
+pub unsafe fn st_global_u16(addr: u64, v: u32) {
+    // SAFETY: the caller upholds this function's `# Safety` contract, which is the instruction's.
+    unsafe {
+        asm!("{{ .reg .b16 h; cvt.u16.u32 h, {1}; st.global.u16 [{0}], h; }}", in(reg64) addr, in(reg32) v);
+    }
+}
+
+/// `ld.global.nc.v2.u32`.
+///
+/// # Safety
+/// `addr` must be an 8-byte aligned global address that no thread writes during the kernel.
+#[inline(always)]
+pub unsafe fn ld_global_nc_v2(addr: u64) -> [u32; 2] {
+    // SAFETY: the caller upholds this function's `# Safety` contract, which is the instruction's.
+    unsafe {
+        let (x, y): (u32, u32);
+        asm!("ld.global.nc.v2.u32 {{{0}, {1}}}, [{2}];", out(reg32) x, out(reg32) y, in(reg64) addr);
+        [x, y]
     }
 }
 

@@ -26,7 +26,7 @@
 
 use super::fp4::{dequant_word, scale_factor_x2};
 use super::ptx::*;
-use super::tiles::{output_scale, BlockTiles, TileJob};
+use super::tiles::{output_scale, prefetch_bias, store_pair, BlockTiles, TileJob};
 use crate::format::{scale_block, NVFP4};
 use crate::layout::{reduce_offset, scale_row_bytes, swap_ab_chunk_offset, RegionAligned, SmemLayout, MAX_GROUPS};
 use crate::packing::{strip_block_offset, strip_bytes, BLOCK_K, MAX_K, STRIP_ROWS};
@@ -109,6 +109,9 @@ pub unsafe fn swap_ab_gemm<
         }
 
         let mut job = computing.next(p);
+        if let Some(first) = &job {
+            prefetch_bias(p, first, tile.bn(), tid);
+        }
         let mut acc = [[[0.0f32; 4]; MMA_M]; MMA_N];
         let (mut k_tile, mut read_stage, mut write_stage) = (0, 0, STAGES - 1);
         while let Some(current) = job {
@@ -127,6 +130,9 @@ pub unsafe fn swap_ab_gemm<
                 acc = [[[0.0f32; 4]; MMA_M]; MMA_N];
                 k_tile = 0;
                 job = computing.next(p);
+                if let Some(next) = &job {
+                    prefetch_bias(p, next, tile.bn(), tid);
+                }
             }
         }
     }
@@ -353,8 +359,8 @@ unsafe fn compute_stage<
 }
 
 /// Adds the warps' partial sums in warp-along-K order, scales them (see
-/// [`output_scale`]), rounds to bf16 and stores the rows and columns of the tile that exist,
-/// two columns per store.
+/// [`output_scale`]) and stores the rows and columns of the tile that exist, two columns at a
+/// time ([`store_pair`]: a bf16 pair, or the gated activation of the pair).
 #[inline(always)]
 unsafe fn epilogue<
     const FMT: u32,
@@ -407,8 +413,7 @@ unsafe fn epilogue<
                 wk += 1;
             }
             if row < job.rows && job.n0 + col < n {
-                let addr = p.c + 2 * ((job.row0 + row) * n + job.n0 + col) as u64;
-                st_global_u32(addr, pack_bf16x2(sum[0] * scale, sum[1] * scale));
+                store_pair(p, job.group, job.row0 + row, job.n0 + col, sum[0] * scale, sum[1] * scale);
             }
             pair += tile.threads();
         }

@@ -1,11 +1,15 @@
-//! What every grouped-GEMM family shares: the walk over a block's output tiles and the output
-//! scale.
+//! What every grouped-GEMM family shares: the walk over a block's output tiles, the output
+//! scale, and the epilogue's stores (plain, or the gated activation with its bias).
 
-use super::ptx::{block_idx, grid_dim, ld_global_nc_u32, ld_shared_u32, sync_threads, thread_idx};
+use super::activation::gated;
+use super::ptx::{
+    bf16_to_f32, block_idx, f32_to_bf16, grid_dim, ld_global_nc_u32, ld_global_nc_v2, ld_shared_u32, pack_bf16x2,
+    prefetch_l2, st_global_u16, st_global_u32, sync_threads, thread_idx,
+};
 use super::scheduler::{build_tile_table, find_group, group_rows, total_tiles};
 use crate::format::NVFP4;
 use crate::packing::{f32_pow2, ACCUMULATOR_SHIFT};
-use crate::params::GroupedGemmParams;
+use crate::params::{epilogue, GroupedGemmParams};
 
 /// One output tile: `bm` rows of group `group` starting at global row `row0` (of which `rows`
 /// exist), and `bn` columns starting at `n0`.
@@ -120,5 +124,51 @@ pub unsafe fn output_scale<const FMT: u32>(p: &GroupedGemmParams, group: usize) 
         unshift * f32::from_bits(unsafe { ld_global_nc_u32(p.expert_scales + 4 * group as u64) })
     } else {
         unshift
+    }
+}
+
+/// Stores the scaled results `lo`, `hi` of columns `col` and `col + 1` (`col` even) of output
+/// row `row` of `group`: as a bf16 pair, or with [`epilogue::GATED`] as one bf16 at column
+/// `col / 2` of a `[rows, n / 2]` output, `act(gate + bias, up + bias)` of the pair rounded to
+/// bf16 (as the separate activation kernel computes it from a stored pair, bit for bit).
+///
+/// # Safety
+/// `row` must be below `p.rows` and `col + 1` below `p.n`, `group` below `p.groups`; `p.c`
+/// (and with [`epilogue::GATED`] `p.bias`) sized as [`GroupedGemmParams`] documents.
+#[inline(always)]
+pub unsafe fn store_pair(p: &GroupedGemmParams, group: usize, row: usize, col: usize, lo: f32, hi: f32) {
+    let (n, pair) = (p.n as usize, pack_bf16x2(lo, hi));
+    // SAFETY: `row`, `col` and `group` lie inside the buffers (this function's contract).
+    unsafe {
+        if p.epilogue == epilogue::GATED {
+            let bias = ld_global_nc_v2(p.bias + 4 * (group * n + col) as u64);
+            let gate = bf16_to_f32(pair & 0xFFFF) + f32::from_bits(bias[0]);
+            let up = bf16_to_f32(pair >> 16) + f32::from_bits(bias[1]);
+            let y = gated(p.activation, gate, up, p.limit, p.alpha);
+            st_global_u16(p.c + 2 * (row * (n / 2) + col / 2) as u64, f32_to_bf16(y));
+        } else {
+            st_global_u32(p.c + 2 * (row * n + col) as u64, pair);
+        }
+    }
+}
+
+/// Bytes of one L2 line, the unit of [`prefetch_l2`].
+const L2_LINE_BYTES: usize = 128;
+
+/// With [`epilogue::GATED`], asks L2 for the bias of `job`'s `bn` columns when the tile starts,
+/// so that the epilogue's bias loads, which come after the tile's whole K loop, find it there
+/// instead of waiting for DRAM; nothing otherwise. One prefetch per 128-byte line, by the first
+/// threads of the block.
+///
+/// # Safety
+/// `job` must lie inside the problem of `p` (its group below `p.groups`, its columns below
+/// `p.n`), and with [`epilogue::GATED`] `p.bias` sized as [`GroupedGemmParams`] documents.
+#[inline(always)]
+pub unsafe fn prefetch_bias(p: &GroupedGemmParams, job: &TileJob, bn: usize, tid: usize) {
+    let n = p.n as usize;
+    let columns = bn.min(n - job.n0);
+    if p.epilogue == epilogue::GATED && tid * L2_LINE_BYTES < 4 * columns {
+        // SAFETY: the address is inside the group's bias row (this function's contract).
+        unsafe { prefetch_l2(p.bias + (4 * (job.group * n + job.n0) + tid * L2_LINE_BYTES) as u64) };
     }
 }
