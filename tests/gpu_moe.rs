@@ -286,7 +286,9 @@ fn captured_decode_steps_replay_the_eager_bits() {
 }
 
 /// Runs `tokens` seeded random tokens through `layers` with engines `a` and `b`, and checks
-/// that every layer's output is written and the same bits under both.
+/// that every layer's output is written and the same bits under both. `a` runs first, on a
+/// fresh (zeroed) workspace, so an intermediate it fails to write shows up as a difference
+/// rather than being left over from `b`.
 #[allow(clippy::too_many_arguments)]
 fn assert_same_bits(
     (a, b): (&MoeEngine, &MoeEngine),
