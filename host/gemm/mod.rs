@@ -325,9 +325,9 @@ impl GroupedGemm {
         // `validate` checked against the shapes and `rows` (the kernel clamps every group to
         // `rows`, whatever `offsets` holds; N, at most 2^30, and K, at most 2^28, fit its 32-bit
         // arithmetic; the gated epilogue's C of `rows × N/2` and bias of `groups × N`), and the
-        // guards above hold them across the launch; the block size is the tactic's, and the dynamic shared memory
-        // is the variant's exact layout size, which `check_fits` held to the limit and the
-        // function attribute allows (`Modules::get`).
+        // guards above hold them across the launch; the block size is the tactic's, and the
+        // dynamic shared memory is the variant's exact layout size, which `check_fits` held to
+        // the limit and the function attribute allows (`Modules::get`).
         unsafe { launch(&kernel.function, stream, shape, params, "launching the grouped GEMM")? };
         Ok(variant)
     }
