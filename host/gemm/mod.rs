@@ -48,16 +48,9 @@ pub struct GroupedGemmArgs<'a> {
     pub c: CudaViewMut<'a, bf16>,
 }
 
-/// What a call of the MoE layer adds to `C = A·Wᵀ` (crate-internal: see
-/// [`GroupedGemm::run_fused`]). The default adds nothing.
-#[derive(Default)]
-pub(crate) struct Fusions<'a> {
-    /// The gated activation of interleaved (gate, up) column pairs, so that `c` is
-    /// `[rows, n / 2]` (see `stagefit_kernels::params::epilogue::GATED`).
-    pub gated: Option<GatedEpilogue<'a>>,
-}
-
-/// The gated epilogue's bias and activation.
+/// The gated epilogue of a call of the MoE layer (crate-internal: see
+/// [`GroupedGemm::run_fused`]): the activation of interleaved (gate, up) column pairs, so that
+/// `c` is `[rows, n / 2]` (see `stagefit_kernels::params::epilogue::GATED`).
 pub(crate) struct GatedEpilogue<'a> {
     /// f32 `[groups, n]`, added to gate and up before the activation.
     pub bias: CudaView<'a, f32>,
@@ -260,23 +253,22 @@ impl GroupedGemm {
         args: GroupedGemmArgs<'_>,
         choice: TacticChoice<'_>,
     ) -> Result<Variant> {
-        self.run_fused(stream, args, Fusions::default(), choice, self.input_checks)
+        self.run_fused(stream, args, None, choice, self.input_checks)
     }
 
-    /// [`GroupedGemm::run`] with `fusions`, and the device-data checks on or off for this call
-    /// (off while a stream is captured into a graph: the checks read data back, which a capture
-    /// cannot do).
+    /// [`GroupedGemm::run`] with the `gated` epilogue if given, and the device-data checks on or
+    /// off for this call (off while a stream is captured into a graph: the checks read data
+    /// back, which a capture cannot do).
     pub(crate) fn run_fused(
         &self,
         stream: &Arc<CudaStream>,
         args: GroupedGemmArgs<'_>,
-        fusions: Fusions<'_>,
+        gated: Option<GatedEpilogue<'_>>,
         choice: TacticChoice<'_>,
         input_checks: bool,
     ) -> Result<Variant> {
-        let problem = validate::validate(&args, fusions.gated.as_ref().map(|g| g.bias.len()))?;
-        self.check_contexts(stream, &args)?;
-        self.check_fusion_contexts(&fusions)?;
+        let problem = validate::validate(&args, gated.as_ref().map(|g| g.bias.len()))?;
+        self.check_contexts(stream, &args, gated.as_ref())?;
         if input_checks {
             validate::check_device_data(stream, &args)?;
         }
@@ -314,14 +306,14 @@ impl GroupedGemm {
             rows: args.rows as u32,
             ..GroupedGemmParams::default()
         };
-        let _bias_sync = fusions.gated.as_ref().map(|gated| {
+        let _bias_sync = gated.as_ref().map(|gated| {
             let (bias, sync) = gated.bias.device_ptr(stream);
             let (activation, limit, alpha) = gated.activation;
             params = GroupedGemmParams { epilogue: epilogue::GATED, bias, activation, limit, alpha, ..params };
             sync
         });
         // SAFETY: the entry point takes one `GroupedGemmParams`; every pointer in it is a live
-        // allocation of this context (`check_contexts`, `check_fusion_contexts`) whose length
+        // allocation of this context (`check_contexts`) whose length
         // `validate` checked against the shapes and `rows` (the kernel clamps every group to
         // `rows`, whatever `offsets` holds; N, at most 2^30, and K, at most 2^28, fit its 32-bit
         // arithmetic; the gated epilogue's C of `rows × N/2` and bias of `groups × N`), and the
@@ -350,24 +342,20 @@ impl GroupedGemm {
     }
 
     /// Refuses a stream or buffer of another CUDA context than the handle's.
-    fn check_contexts(&self, stream: &Arc<CudaStream>, args: &GroupedGemmArgs<'_>) -> Result<()> {
+    fn check_contexts(
+        &self,
+        stream: &Arc<CudaStream>,
+        args: &GroupedGemmArgs<'_>,
+        gated: Option<&GatedEpilogue<'_>>,
+    ) -> Result<()> {
         let buffers = [
             ("stream", stream.context()),
             ("a", args.a.stream().context()),
             ("offsets", args.offsets.stream().context()),
             ("c", args.c.stream().context()),
         ];
-        for (buffer, ctx) in buffers.into_iter().chain(args.weights.contexts()) {
-            if **ctx != *self.ctx {
-                return Err(Error::Context { buffer, expected: self.ctx.ordinal(), actual: ctx.ordinal() });
-            }
-        }
-        Ok(())
-    }
-
-    /// Refuses a fusion's buffer of another CUDA context than the handle's.
-    fn check_fusion_contexts(&self, fusions: &Fusions<'_>) -> Result<()> {
-        for (buffer, ctx) in fusions.gated.iter().map(|g| ("bias", g.bias.stream().context())) {
+        let bias = gated.map(|g| ("bias", g.bias.stream().context()));
+        for (buffer, ctx) in buffers.into_iter().chain(args.weights.contexts()).chain(bias) {
             if **ctx != *self.ctx {
                 return Err(Error::Context { buffer, expected: self.ctx.ordinal(), actual: ctx.ordinal() });
             }

@@ -7,7 +7,7 @@ use cudarc::driver::{CudaContext, CudaEvent, CudaSlice, CudaStream, DevicePtr, D
 use half::bf16;
 
 use crate::error::{DriverContext, Error, Result};
-use crate::gemm::{DeviceWeights, Fusions, GatedEpilogue, GroupedGemm, GroupedGemmArgs, TacticChoice, Variant};
+use crate::gemm::{DeviceWeights, GatedEpilogue, GroupedGemm, GroupedGemmArgs, TacticChoice, Variant};
 use crate::moe::config::{GateUpLayout, MoeConfig};
 use crate::moe::kernels::{MoeKernels, MoeShape};
 use crate::moe::weights::MoeLayerWeights;
@@ -366,9 +366,7 @@ impl MoeEngine {
         let fuse = self.fused_activation && c.gate_up_layout == GateUpLayout::Interleaved;
         // 5. Gate/up projection, one group per expert; 6. the activation, in its epilogue when
         // fused.
-        let fusions = Fusions {
-            gated: fuse.then(|| GatedEpilogue { bias: layer.gate_up_bias.as_view(), activation: c.activation_ids() }),
-        };
+        let gated = fuse.then(|| GatedEpilogue { bias: layer.gate_up_bias.as_view(), activation: c.activation_ids() });
         let gate_up = self.gemm.run_fused(
             stream,
             GroupedGemmArgs {
@@ -378,7 +376,7 @@ impl MoeEngine {
                 weights: layer.gate_up.view(),
                 c: if fuse { ws.a2.as_view_mut() } else { ws.h1.as_view_mut() },
             },
-            fusions,
+            gated,
             choice,
             input_checks,
         )?;
@@ -397,7 +395,7 @@ impl MoeEngine {
                 weights: layer.down.view(),
                 c: ws.h2.as_view_mut(),
             },
-            Fusions::default(),
+            None,
             choice,
             input_checks,
         )?;
