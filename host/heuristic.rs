@@ -7,13 +7,15 @@
 //! 16 rows per group were fitted to `stagefit tune` on an H100 (graph timing over weight copies
 //! rotated past L2, the four presets at 1-128 tokens in both formats: within 10 % of the
 //! fastest variant on 63 of 64 problems, `docs/perf-notes.md` v12); the larger rows to the
-//! tune runs of `results/h100-tune-*-v4.json`. Where the table's tactic does not fit the limit
+//! tune runs of `results/h100-tune-*-v4.json`; the wgmma rows (sm_90a only: other targets skip
+//! them) to `stagefit bench` on an H100 (`docs/perf-notes.md`, wgmma v1). Where the table's
+//! tactic does not fit the limit
 //! at all, a cost model ranks the tactics that do: the fewest wasted rows and columns per wave
 //! of one block per multiprocessor, at the shallowest STAGES. A tune cache, where given,
 //! overrides both (see `gemm::Selection`).
 
 use crate::plan::TacticPlan;
-use crate::{Tactic, TileShape, TACTICS};
+use crate::{Arch, Tactic, TileShape, TACTICS};
 
 /// The sizes a grouped GEMM call is chosen by.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -88,8 +90,9 @@ pub struct Alternative {
 /// activation-major tile wins. 9-16 rows take the 16-row activation-major tile (32 rows would
 /// waste half of every MMA); many rows want large activation-major tiles (operand reuse); with
 /// the weights in strip order (`stagefit_kernels::packing`) a third stage pays on long
-/// reductions.
-pub const PREFERENCES: [Preference; 8] = [
+/// reductions. On sm_90a the warpgroup MMA takes over from 17 rows per group: 64 rows per tile
+/// up to 48, then 128 (the rows after those are the other targets').
+pub const PREFERENCES: [Preference; 10] = [
     Preference {
         max_rows_per_group: 2,
         min_k: 1024,
@@ -105,18 +108,26 @@ pub const PREFERENCES: [Preference; 8] = [
     Preference::single(8, 1024, "swm8n128k256w2k2", 2),
     Preference::single(8, 0, "m16n128k128w1x4", 2),
     Preference::single(16, 0, "m16n128k128w1x4", 3),
+    Preference::single(48, 0, "wgm64n128k64", 6),
+    Preference::single(usize::MAX, 0, "wgm128n128k64", 4),
     Preference::single(128, 4096, "m32n128k128w1x4", 3),
     Preference::single(128, 0, "m32n128k128w1x4", 2),
     Preference::single(usize::MAX, 0, "m128n256k64w2x4", 2),
 ];
 
-/// The [`PREFERENCES`] row that applies to `problem`.
-pub fn preference_row(problem: &ProblemShape) -> &'static Preference {
+/// The [`PREFERENCES`] row that applies to `problem` on `arch`: the first that matches it and
+/// names a tactic whose family `arch`'s PTX has.
+pub fn preference_row(problem: &ProblemShape, arch: Arch) -> &'static Preference {
     let rows = problem.rows_per_active_group();
     PREFERENCES
         .iter()
-        .find(|p| rows <= p.max_rows_per_group && problem.k >= p.min_k)
+        .find(|p| rows <= p.max_rows_per_group && problem.k >= p.min_k && compiled_for(p.tactic, arch))
         .expect("the last row matches every problem")
+}
+
+/// Whether `tactic` names a tactic whose family `arch`'s PTX has.
+pub fn compiled_for(tactic: &str, arch: Arch) -> bool {
+    TACTICS.iter().any(|t| t.name == tactic && arch.runs(t.tile.family))
 }
 
 /// Tiles of `tile` on `problem`: active groups × row tiles per group × column tiles.
@@ -155,12 +166,13 @@ fn estimated_cost(tactic: &Tactic, problem: &ProblemShape, sms: usize) -> f64 {
     waves * per_tile * k_waste
 }
 
-/// The preferred runnable tactic for `problem` and its STAGES, or `None` if nothing is
-/// runnable: the variant of the problem's [`PREFERENCES`] row ([`preferred_variant`]) where
+/// The preferred runnable tactic for `problem` on `arch` and its STAGES, or `None` if nothing
+/// is runnable: the variant of the problem's [`PREFERENCES`] row ([`preferred_variant`]) where
 /// its tactic fits (at its STAGES, or the deepest that fits below them), otherwise
-/// the cheapest runnable tactic by the cost model at its shallowest STAGES.
-pub fn prefer(plans: &[TacticPlan], problem: &ProblemShape, sms: usize) -> Option<TacticPlan> {
-    let (tactic, stages) = preferred_variant(preference_row(problem), problem, sms);
+/// the cheapest runnable tactic by the cost model at its shallowest STAGES. `plans` are
+/// `arch`'s.
+pub fn prefer(arch: Arch, plans: &[TacticPlan], problem: &ProblemShape, sms: usize) -> Option<TacticPlan> {
+    let (tactic, stages) = preferred_variant(preference_row(problem, arch), problem, sms);
     let preferred = plans.iter().find(|p| p.tactic.name == tactic).and_then(|p| {
         let deepest = p.stages?;
         let stages = p.tactic.stages.iter().copied().filter(|&s| s <= deepest.min(stages)).max()?;

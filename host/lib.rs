@@ -54,15 +54,17 @@
 //! ```
 //!
 //! # What fits a device
-//! Planning needs no GPU: at the 101376 bytes an RTX 50 or a DGX Spark gives a block, every
-//! tactic still runs, at fewer STAGES where it must.
+//! Planning needs no GPU: at the 101376 bytes a DGX Spark (sm_121a) gives a block, every tactic
+//! compiled for it still runs, at fewer STAGES where it must (the wgmma family is Hopper's
+//! alone).
 //! ```
 //! use stagefit::plan::StagePolicy;
+//! use stagefit::Arch;
 //!
-//! let plans = StagePolicy::RunTime.plan_all(101_376);
-//! assert!(plans.iter().all(|p| p.runnable()));
+//! let plans = StagePolicy::RunTime.plan_all(Arch::Sm121a, 101_376);
 //! for p in &plans {
-//!     assert!(p.smem_bytes().unwrap() <= 101_376, "{}", p.tactic.name);
+//!     assert_eq!(p.runnable(), Arch::Sm121a.runs(p.tactic.tile.family), "{}", p.tactic.name);
+//!     assert!(p.smem_bytes().is_none_or(|bytes| bytes <= 101_376), "{}", p.tactic.name);
 //! }
 //! ```
 

@@ -1,11 +1,14 @@
-//! Eligibility: which STAGES each tactic can run at under a shared-memory limit.
+//! Eligibility: which STAGES each tactic can run at on an architecture under a shared-memory
+//! limit.
 //!
-//! This module only decides what *fits*; `heuristic` decides what is *preferred*.
+//! This module only decides what *fits* (a tactic whose family the architecture's PTX lacks,
+//! such as `Family::Wgmma` outside sm_90a, fits nowhere); `heuristic` decides what is
+//! *preferred*.
 
 use serde::Serialize;
 
 use crate::error::{Error, Result};
-use crate::{SmemLayout, Tactic, TACTICS};
+use crate::{Arch, SmemLayout, Tactic, TACTICS};
 
 /// Where a shared-memory limit comes from, and how large it is.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
@@ -65,9 +68,9 @@ pub fn deepest_fitting(tactic: &Tactic, limit_bytes: usize, static_bytes: usize)
         .find(|&s| static_bytes + SmemLayout::new(tactic.tile, s).total_bytes <= limit_bytes)
 }
 
-/// The run-time policy's plan of every tactic under `limit_bytes`.
-pub fn plan_all(limit_bytes: usize) -> Vec<TacticPlan> {
-    StagePolicy::RunTime.plan_all(limit_bytes)
+/// The run-time policy's plan of every tactic on `arch` under `limit_bytes`.
+pub fn plan_all(arch: Arch, limit_bytes: usize) -> Vec<TacticPlan> {
+    StagePolicy::RunTime.plan_all(arch, limit_bytes)
 }
 
 /// How STAGES are chosen for a tactic.
@@ -83,9 +86,12 @@ pub enum StagePolicy {
 }
 
 impl StagePolicy {
-    /// The STAGES this policy gives `tactic` under `limit_bytes`, with `static_bytes` of
-    /// static shared memory; `None` when it cannot run.
-    pub fn stages(self, tactic: &Tactic, limit_bytes: usize, static_bytes: usize) -> Option<usize> {
+    /// The STAGES this policy gives `tactic` on `arch` under `limit_bytes`, with
+    /// `static_bytes` of static shared memory; `None` when it cannot run.
+    pub fn stages(self, arch: Arch, tactic: &Tactic, limit_bytes: usize, static_bytes: usize) -> Option<usize> {
+        if !arch.runs(tactic.tile.family) {
+            return None;
+        }
         match self {
             StagePolicy::RunTime => deepest_fitting(tactic, limit_bytes, static_bytes),
             StagePolicy::FixedFamilyMax => {
@@ -104,18 +110,18 @@ impl StagePolicy {
         SmemLayout::new(tactic.tile, stages).total_bytes
     }
 
-    /// The plan of every tactic under `limit_bytes` (kernels have no static shared memory; the
-    /// launch path re-checks with the loaded kernel's real static size).
-    pub fn plan_all(self, limit_bytes: usize) -> Vec<TacticPlan> {
-        TACTICS.iter().map(|tactic| TacticPlan { tactic, stages: self.stages(tactic, limit_bytes, 0) }).collect()
+    /// The plan of every tactic on `arch` under `limit_bytes` (kernels have no static shared
+    /// memory; the launch path re-checks with the loaded kernel's real static size).
+    pub fn plan_all(self, arch: Arch, limit_bytes: usize) -> Vec<TacticPlan> {
+        TACTICS.iter().map(|tactic| TacticPlan { tactic, stages: self.stages(arch, tactic, limit_bytes, 0) }).collect()
     }
 }
 
 /// What a compile-time "family maximum" policy would run: STAGES fixed at the deepest that
 /// fits the family's largest part, which fails to launch wherever that footprint exceeds the
-/// real limit. Returns whether the tactic would still launch under `limit_bytes`.
-pub fn family_max_policy_fits(tactic: &Tactic, limit_bytes: usize) -> bool {
-    StagePolicy::FixedFamilyMax.stages(tactic, limit_bytes, 0).is_some()
+/// real limit. Returns whether the tactic would still launch on `arch` under `limit_bytes`.
+pub fn family_max_policy_fits(arch: Arch, tactic: &Tactic, limit_bytes: usize) -> bool {
+    StagePolicy::FixedFamilyMax.stages(arch, tactic, limit_bytes, 0).is_some()
 }
 
 /// The tactic called `name`.

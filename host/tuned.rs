@@ -5,8 +5,9 @@
 //! A cache applies to the device name, compute capability and shared-memory limit it was made
 //! with ([`TuneCache::compatibility`]); one made under another driver version still applies,
 //! with a warning. Entries are keyed by format, experts, N, K and the row count rounded up to a
-//! power of two; a problem whose bucket was not measured takes the nearest measured bucket of
-//! the same format, experts, N and K.
+//! power of two; a problem whose bucket was not measured takes a measured bucket of the same
+//! format, experts, N and K at most [`MAX_BUCKET_OCTAVES`] away, else the heuristic decides (a
+//! cache measured on decode sizes says nothing of prefill, where other families run).
 //!
 //! The crate ships the caches measured on the project's devices ([`TuneCache::shipped`]):
 //! a [`crate::GroupedGemm`] on such a device, at the limit the cache was made for or a smaller
@@ -156,13 +157,14 @@ impl TuneCache {
 
     /// The tuned (tactic, STAGES) for a problem: the entry of its rows bucket, else of the
     /// nearest measured bucket (by ratio; the smaller of two equally near) of the same format,
-    /// experts, N and K.
+    /// experts, N and K, if one is at most [`MAX_BUCKET_OCTAVES`] away.
     pub fn lookup(&self, format: Fp4Format, problem: &ProblemShape) -> Option<(&str, usize)> {
         let bucket = rows_bucket(problem.rows);
         let distance = |e: &TuneEntry| (e.rows_bucket.max(1).ilog2().abs_diff(bucket.ilog2()), e.rows_bucket);
         self.entries
             .iter()
             .filter(|e| e.format == format.name() && (e.groups, e.n, e.k) == (problem.groups, problem.n, problem.k))
+            .filter(|e| distance(e).0 <= MAX_BUCKET_OCTAVES)
             .min_by_key(|e| distance(e))
             .map(|e| (e.tactic.as_str(), e.stages))
     }
@@ -250,6 +252,10 @@ impl Compatibility {
 /// The caches measured on the project's devices, shipped with the crate: (file, JSON).
 pub const SHIPPED_CACHES: &[(&str, &str)] =
     &[("nvidia-h100-80gb-hbm3.json", include_str!("tuned/nvidia-h100-80gb-hbm3.json"))];
+
+/// How many powers of two a measured rows bucket may be from a problem's for its entry to
+/// apply ([`TuneCache::lookup`]).
+pub const MAX_BUCKET_OCTAVES: u32 = 1;
 
 /// The largest tune cache [`TuneCache::load`] reads.
 pub const MAX_CACHE_BYTES: u64 = 64 << 20;

@@ -5,7 +5,7 @@ mod common;
 use std::process::Command;
 
 use stagefit::device::driver_present;
-use stagefit::{SmemLayout, TACTICS};
+use stagefit::{Arch, SmemLayout, TACTICS};
 
 fn stagefit(args: &[&str]) -> std::process::Output {
     Command::new(env!("CARGO_BIN_EXE_stagefit")).args(args).output().expect("running stagefit")
@@ -22,9 +22,12 @@ fn plan_for_gb10_lists_every_tactic_whose_two_stage_footprint_fits() {
     assert_eq!(rows.len(), TACTICS.len());
     for (row, tactic) in rows.iter().zip(TACTICS) {
         assert_eq!(row["name"], tactic.name);
+        // The wgmma family is not compiled for sm_121a: listed, not available, never fits.
+        let available = Arch::Sm121a.runs(tactic.tile.family);
+        assert_eq!(row["available"], available, "{}", tactic.name);
         let two_stage = SmemLayout::new(tactic.tile, 2).total_bytes;
-        assert_eq!(row["fits"], two_stage <= 101376, "{}", tactic.name);
-        if two_stage <= 101376 {
+        assert_eq!(row["fits"], available && two_stage <= 101376, "{}", tactic.name);
+        if available && two_stage <= 101376 {
             let stages = row["stages"].as_u64().unwrap() as usize;
             assert_eq!(row["smem_bytes"], SmemLayout::new(tactic.tile, stages).total_bytes);
             assert!(row["smem_bytes"].as_u64().unwrap() <= 101376);
@@ -39,8 +42,13 @@ fn plan_for_gb10_lists_every_tactic_whose_two_stage_footprint_fits() {
 fn plain_plan_counts_what_a_family_maximum_policy_loses() {
     let out = stagefit(&["plan", "--arch", "sm_121a", "--smem-limit", "101376"]);
     let text = String::from_utf8(out.stdout).unwrap();
-    assert!(text.contains("23 of 23 tactics runnable"), "{text}");
+    assert!(text.contains("23 of the 23 tactics compiled for sm_121a runnable"), "{text}");
     assert!(text.contains("would launch 6 and lose 17"), "{text}");
+    assert!(text.contains("not on sm_121a"), "{text}");
+    // sm_90a has the wgmma family too.
+    let out = stagefit(&["plan", "--arch", "sm_90a", "--smem-limit", "101376"]);
+    let text = String::from_utf8(out.stdout).unwrap();
+    assert!(text.contains("25 of the 25 tactics compiled for sm_90a runnable"), "{text}");
     // Without --smem-limit the architecture's reference part is planned for.
     let out = stagefit(&["plan", "--arch", "sm_90"]);
     assert!(String::from_utf8(out.stdout).unwrap().contains("limit 232448 bytes"));
@@ -92,7 +100,10 @@ fn json_carries_a_schema_version_and_goes_where_asked() {
     assert_eq!(json["command"], "plan");
     let path = std::env::temp_dir().join(format!("stagefit-plan-{}.json", std::process::id()));
     let out = stagefit(&["plan", "--arch", "sm_90", "--json", path.to_str().unwrap()]);
-    assert!(String::from_utf8_lossy(&out.stdout).contains("tactics runnable"), "the table still prints");
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains("runnable with STAGES chosen at run time"),
+        "the table still prints"
+    );
     let json: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
     assert_eq!(json["arch"], "sm_90");
     std::fs::remove_file(path).ok();

@@ -15,7 +15,7 @@ use common::{gpu, random_moe_weights, random_problem, small_gpt_oss};
 use cudarc::driver::{CudaSlice, CudaStream};
 use half::bf16;
 use stagefit::moe::{reference, MoeEngine, MoeWorkspace};
-use stagefit::plan::StagePolicy;
+use stagefit::plan::{find_tactic, StagePolicy};
 use stagefit::reference::{compare, grouped_gemm};
 use stagefit::{DeviceWeights, Error, Fp4Format, GroupedGemm, GroupedGemmArgs, TacticChoice};
 
@@ -57,6 +57,11 @@ fn bad_offsets_with_checks_off_stay_inside_the_rows() {
         // (clamped) group owns.
         let per_group: Vec<Vec<f64>> =
             (0..2).map(|g| grouped_gemm(&a_f32, &p.weights.dequantize_group(g), &[0, rows as u32], n, k)).collect();
+        // A small and a large tile of each family the device has.
+        let tactics: Vec<&str> = ["m16n64k128w1x4", "m128n256k64w2x4", "wgm64n128k64", "wgm128n128k64"]
+            .into_iter()
+            .filter(|name| find_tactic(name).is_ok_and(|t| gemm.arch().runs(t.tile.family)))
+            .collect();
         let before = Canaries::new(&stream, 2);
         let a = stream.clone_htod(&p.a).unwrap();
         let mut c = stream.clone_htod(&vec![bf16::from_bits(POISON); rows * n]).unwrap();
@@ -71,7 +76,7 @@ fn bad_offsets_with_checks_off_stay_inside_the_rows() {
             [7, 8, 0],
         ] {
             let offsets_dev = stream.clone_htod(&offsets).unwrap();
-            for tactic in ["m16n64k128w1x4", "m128n256k64w2x4"] {
+            for &tactic in &tactics {
                 stream.memcpy_htod(&vec![bf16::from_bits(POISON); rows * n], &mut c).unwrap();
                 let args = GroupedGemmArgs {
                     rows,

@@ -3,7 +3,8 @@
 
 use stagefit_kernels::layout::{
     a_chunk, a_fragment_offset, fragment_row, reduce_offset, reduce_row_floats, scale_row_bytes, swap_ab_chunk_offset,
-    w_chunk, w_fragment_offset, SmemLayout, REGION_ALIGN,
+    w_chunk, w_fragment_offset, wgmma_a_chunk, wgmma_descriptor, wgmma_ring, SmemLayout, REGION_ALIGN,
+    WGMMA_ALIGN_SLACK, WGMMA_SWIZZLE_ATOM,
 };
 use stagefit_kernels::tactics::{Family, SWAP_AB_WARP_K, TACTICS};
 
@@ -83,9 +84,10 @@ fn regions_are_aligned_and_disjoint() {
             }
             let tile = tactic.tile;
             let (bm, bn, bk) = (tile.bm(), tile.bn(), tile.bk());
-            let reduce_bytes = match tile.family {
-                Family::Mma => 0,
-                Family::SwapAb => tile.warps_k * bm * reduce_row_floats(bn) * 4,
+            let (reduce_bytes, slack) = match tile.family {
+                Family::Mma => (0, 0),
+                Family::SwapAb => (tile.warps_k * bm * reduce_row_floats(bn) * 4, 0),
+                Family::Wgmma => (0, WGMMA_ALIGN_SLACK),
                 other => panic!("{other:?} needs its reduction buffer's expected size here"),
             };
             assert!(l.tile_table + 257 * 4 <= l.reduce);
@@ -93,9 +95,46 @@ fn regions_are_aligned_and_disjoint() {
             assert!(l.a + bm * bk * 2 <= l.w);
             assert!(l.w + bn * bk / 2 <= l.s);
             assert!(l.s + bk / 16 * scale_row_bytes(tile) <= l.a + l.stage_stride);
-            assert_eq!(l.total_bytes, l.a + stages * l.stage_stride);
+            assert_eq!(l.total_bytes, l.a + slack + stages * l.stage_stride);
+            if tile.family == Family::Wgmma {
+                assert_eq!(l.stage_stride % WGMMA_SWIZZLE_ATOM, 0, "{} S={stages}", tactic.name);
+                // Wherever the 128-byte-aligned dynamic shared memory lands, the ring starts
+                // on a swizzle atom after the tile table and ends inside the allocation.
+                for base in (0..2 * WGMMA_SWIZZLE_ATOM as u32).step_by(REGION_ALIGN) {
+                    let ring = wgmma_ring(base, &l);
+                    assert_eq!(ring as usize % WGMMA_SWIZZLE_ATOM, 0);
+                    assert!(ring >= base + l.a as u32);
+                    assert!(ring as usize + stages * l.stage_stride <= base as usize + l.total_bytes);
+                }
+            }
         }
     }
+}
+
+#[test]
+fn the_wgmma_swizzle_permutes_rows_and_spreads_each_column_over_all_banks() {
+    for row in 0..64 {
+        let mut chunks: Vec<_> = (0..8).map(|c| wgmma_a_chunk(row, c)).collect();
+        chunks.sort();
+        assert_eq!(chunks, (0..8).collect::<Vec<_>>(), "row {row}");
+    }
+    // The 8 rows of an atom put a logical chunk in 8 different 16-byte bank groups.
+    for chunk in 0..8 {
+        let mut groups: Vec<_> = (0..8).map(|row| bank_group(row * 128 + 16 * wgmma_a_chunk(row, chunk))).collect();
+        groups.sort();
+        groups.dedup();
+        assert_eq!(groups.len(), 8, "chunk {chunk}");
+    }
+}
+
+#[test]
+fn the_wgmma_descriptor_holds_its_fields() {
+    let d = wgmma_descriptor(0x1_2340);
+    assert_eq!(d & 0x3FFF, 0x1234, "start address in 16-byte units");
+    assert_eq!((d >> 16) & 0x3FFF, 1, "leading byte offset");
+    assert_eq!((d >> 32) & 0x3FFF, (WGMMA_SWIZZLE_ATOM / 16) as u64, "stride byte offset");
+    assert_eq!((d >> 49) & 0x7, 0, "base offset");
+    assert_eq!(d >> 62, 1, "128-byte swizzle");
 }
 
 #[test]

@@ -2,17 +2,19 @@
 //! H100 (232448), an A100 (166912), a GB10 / RTX 50 (101376) and two small budgets.
 //! The expected numbers were worked out by hand from the layout: tile table 1152 bytes, plus
 //! for swap-AB tiles the reduction buffer `warps_k·BM·(BN + 4)·4`; per stage A = BM·BK·2,
-//! W = BN·BK/2, S = BK/16·BN (swap-AB: BK/16·(BN + 16)), each rounded up to 128.
+//! W = BN·BK/2, S = BK/16·BN (swap-AB: BK/16·(BN + 16)), each rounded up to 128. Wgmma tiles
+//! add 896 bytes of alignment slack and round each stage up to 1024. The plans are an H100's
+//! (sm_90a, every family) with the limit as its budget; other targets lack the wgmma family.
 
-use stagefit::heuristic::{prefer, preference_row, preferred_variant, ProblemShape, PREFERENCES};
+use stagefit::heuristic::{compiled_for, prefer, preference_row, preferred_variant, ProblemShape, PREFERENCES};
 use stagefit::plan::{deepest_fitting, family_max_policy_fits, plan_all, SmemLimit};
-use stagefit::{Family, SmemLayout, TACTICS};
+use stagefit::{Arch, Family, SmemLayout, TACTICS};
 
 const LIMITS: [usize; 5] = [232448, 166912, 101376, 65536, 49152];
 
 /// (tactic, bytes before the stages, bytes per stage, expected STAGES at each of LIMITS;
 /// 0 = not runnable).
-const EXPECTED: [(&str, usize, usize, [usize; 5]); 23] = [
+const EXPECTED: [(&str, usize, usize, [usize; 5]); 25] = [
     ("m16n64k128w1x4", 1152, 8704, [8, 8, 8, 7, 5]),
     ("m16n128k64w1x4", 1152, 6656, [8, 8, 8, 8, 7]),
     ("m16n128k128w1x4", 1152, 13312, [8, 8, 7, 4, 3]),
@@ -36,6 +38,8 @@ const EXPECTED: [(&str, usize, usize, [usize; 5]); 23] = [
     ("swm8n64k512w1k4", 9856, 27136, [8, 5, 3, 2, 0]),
     ("swm8n64k256w1k2", 5504, 13568, [8, 8, 7, 4, 3]),
     ("swm8n128k256w2k2", 9600, 22784, [8, 6, 4, 2, 0]),
+    ("wgm64n128k64", 2048, 13312, [8, 8, 7, 4, 3]),
+    ("wgm128n128k64", 2048, 21504, [8, 7, 4, 2, 2]),
 ];
 
 #[test]
@@ -56,7 +60,7 @@ fn layout_bytes_match_the_hand_count() {
 #[test]
 fn simulated_devices_get_the_expected_stages() {
     for (i, &limit) in LIMITS.iter().enumerate() {
-        let plans = plan_all(limit);
+        let plans = plan_all(Arch::Sm90a, limit);
         for (name, _, _, stages) in EXPECTED {
             let plan = plans.iter().find(|p| p.tactic.name == name).unwrap();
             let expected = (stages[i] != 0).then_some(stages[i]);
@@ -88,28 +92,52 @@ fn static_shared_memory_and_budgets_lower_the_choice() {
 
 #[test]
 fn a_family_maximum_policy_loses_most_tactics_on_gb10() {
-    let lost: Vec<_> = TACTICS.iter().filter(|t| !family_max_policy_fits(t, 101376)).map(|t| t.name).collect();
-    assert_eq!(lost.len(), 17, "{lost:?}");
-    assert!(plan_all(101376).iter().all(|p| p.runnable()));
+    let gb10 = Arch::Sm121a;
+    let compiled: Vec<_> = TACTICS.iter().filter(|t| gb10.runs(t.tile.family)).collect();
+    let lost: Vec<_> = compiled.iter().filter(|t| !family_max_policy_fits(gb10, t, 101376)).map(|t| t.name).collect();
+    assert_eq!((compiled.len(), lost.len()), (23, 17), "{lost:?}");
+    for plan in plan_all(gb10, 101376) {
+        assert_eq!(plan.runnable(), gb10.runs(plan.tactic.tile.family), "{}", plan.tactic.name);
+    }
+}
+
+#[test]
+fn the_wgmma_family_runs_only_on_sm_90a() {
+    for arch in Arch::ALL {
+        for plan in plan_all(arch, 232448) {
+            let wgmma = plan.tactic.tile.family == Family::Wgmma;
+            assert_eq!(arch.runs(plan.tactic.tile.family), !wgmma || arch == Arch::Sm90a);
+            if wgmma && arch != Arch::Sm90a {
+                assert_eq!(plan.stages, None, "{} on {}", plan.tactic.name, arch.name());
+                assert!(!family_max_policy_fits(arch, plan.tactic, 232448));
+            }
+        }
+    }
+    // A compute capability 9.0 device loads sm_90a, whose PTX has every family.
+    assert_eq!(Arch::for_compute_capability(9, 0), Some(Arch::Sm90a));
+    assert_eq!(Arch::for_compute_capability(10, 0), Some(Arch::Sm90));
 }
 
 #[test]
 fn the_heuristic_picks_small_tiles_for_decode_and_large_for_prefill() {
-    let plans = plan_all(232448);
+    let plans = plan_all(Arch::Sm90a, 232448);
     let decode = ProblemShape { rows: 8 * 4, groups: 32, n: 5760, k: 2880 };
     let prefill = ProblemShape { rows: 8192 * 4, groups: 32, n: 5760, k: 2880 };
-    let d = prefer(&plans, &decode, 132).unwrap();
-    let p = prefer(&plans, &prefill, 132).unwrap();
+    let d = prefer(Arch::Sm90a, &plans, &decode, 132).unwrap();
+    let p = prefer(Arch::Sm90a, &plans, &prefill, 132).unwrap();
     assert_eq!(d.tactic.tile.family, Family::SwapAb, "decode picked {}", d.tactic.name);
-    assert_eq!(p.tactic.tile.bm(), 128, "prefill picked {}", p.tactic.name);
+    assert_eq!((p.tactic.name, p.stages), ("wgm128n128k64", Some(4)), "prefill picked {}", p.tactic.name);
+    // Targets without wgmma take the activation-major mma.sync tile for prefill.
+    let sm_121a = prefer(Arch::Sm121a, &plan_all(Arch::Sm121a, 101376), &prefill, 48).unwrap();
+    assert_eq!((sm_121a.tactic.tile.family, sm_121a.tactic.tile.bm()), (Family::Mma, 128));
     // Every limit: the choice fits, and is the table's tactic wherever that tactic fits.
     for limit in LIMITS {
-        let plans = plan_all(limit);
+        let plans = plan_all(Arch::Sm90a, limit);
         for rows in [1, 4, 32, 256, 4096, 32768] {
             let problem = ProblemShape { rows, ..decode };
-            let Some(choice) = prefer(&plans, &problem, 132) else { continue };
+            let Some(choice) = prefer(Arch::Sm90a, &plans, &problem, 132) else { continue };
             assert!(choice.smem_bytes().unwrap() <= limit, "{limit}: {} does not fit", choice.tactic.name);
-            let (tactic, stages) = preferred_variant(preference_row(&problem), &problem, 132);
+            let (tactic, stages) = preferred_variant(preference_row(&problem, Arch::Sm90a), &problem, 132);
             let table_tactic_fits = plans.iter().any(|p| p.tactic.name == tactic && p.runnable());
             assert_eq!(choice.tactic.name == tactic, table_tactic_fits, "{limit}, {rows} rows");
             if table_tactic_fits {
@@ -118,20 +146,32 @@ fn the_heuristic_picks_small_tiles_for_decode_and_large_for_prefill() {
         }
     }
     // Nothing runnable gives nothing.
-    assert!(prefer(&plan_all(1000), &decode, 132).is_none());
+    assert!(prefer(Arch::Sm90a, &plan_all(Arch::Sm90a, 1000), &decode, 132).is_none());
 }
 
 #[test]
 fn the_preference_table_names_compiled_tactics_in_rising_order() {
-    for pair in PREFERENCES.windows(2) {
-        let (a, b) = (pair[0], pair[1]);
-        assert!(
-            a.max_rows_per_group < b.max_rows_per_group
-                || (a.max_rows_per_group == b.max_rows_per_group && a.min_k > b.min_k)
-        );
+    // The rows one target sees (up to the first that matches every problem) rise, and one
+    // matches every problem.
+    for arch in [Arch::Sm90a, Arch::Sm121a] {
+        let mut rows: Vec<_> = PREFERENCES.iter().filter(|p| compiled_for(p.tactic, arch)).collect();
+        if let Some(all) = rows.iter().position(|p| (p.max_rows_per_group, p.min_k) == (usize::MAX, 0)) {
+            rows.truncate(all + 1);
+        }
+        for pair in rows.windows(2) {
+            let (a, b) = (pair[0], pair[1]);
+            assert!(
+                a.max_rows_per_group < b.max_rows_per_group
+                    || (a.max_rows_per_group == b.max_rows_per_group && a.min_k > b.min_k),
+                "{}: {} before {}",
+                arch.name(),
+                a.tactic,
+                b.tactic
+            );
+        }
+        let last = rows.last().unwrap();
+        assert_eq!((last.max_rows_per_group, last.min_k), (usize::MAX, 0), "{}: the last row", arch.name());
     }
-    let last = PREFERENCES.last().unwrap();
-    assert_eq!((last.max_rows_per_group, last.min_k), (usize::MAX, 0), "the last row matches every problem");
     for row in PREFERENCES {
         let deeper = usize::from(row.deeper_from_k_steps.is_some());
         for (name, stages) in
@@ -149,7 +189,7 @@ fn the_preference_table_names_compiled_tactics_in_rising_order() {
 fn decode_prefers_swap_ab_tiles_by_k_and_tile_count() {
     let choose = |rows, groups, n, k| {
         let problem = ProblemShape { rows, groups, n, k };
-        preferred_variant(preference_row(&problem), &problem, 132)
+        preferred_variant(preference_row(&problem, Arch::Sm90a), &problem, 132)
     };
     // 1 token of gpt-oss (4 rows): gate_up has 360 tiles of 64 columns (2.7 per SM), down 180.
     assert_eq!(choose(4, 32, 5760, 2880), ("swm8n64k512w1k4", 2));
@@ -164,4 +204,8 @@ fn decode_prefers_swap_ab_tiles_by_k_and_tile_count() {
     assert_eq!(choose(128, 32, 5760, 2880), ("swm8n128k256w2k2", 2));
     assert_eq!(choose(1024, 128, 2048, 768), ("m16n128k128w1x4", 2));
     assert_eq!(choose(512, 32, 5760, 2880), ("m16n128k128w1x4", 3));
+    // Prefill on sm_90a: 32 rows per group (gpt-oss-120b, 1024 tokens) take the 64-row
+    // warpgroup tile, 64 and more (gpt-oss-20b, 512 tokens) the 128-row one.
+    assert_eq!(choose(4096, 128, 5760, 2880), ("wgm64n128k64", 6));
+    assert_eq!(choose(2048, 32, 5760, 2880), ("wgm128n128k64", 4));
 }

@@ -4,7 +4,7 @@
 use proptest::prelude::*;
 use stagefit::fp4::{e2m1_decode, e2m1_encode, e4m3_decode, e4m3_encode_non_negative, quantize};
 use stagefit::plan::plan_all;
-use stagefit::Fp4Format;
+use stagefit::{Arch, Fp4Format};
 
 proptest! {
     #[test]
@@ -45,7 +45,7 @@ proptest! {
     #[test]
     fn a_larger_budget_never_chooses_fewer_stages(a in 20_000usize..240_000, b in 20_000usize..240_000) {
         let (small, large) = (a.min(b), a.max(b));
-        for (s, l) in plan_all(small).iter().zip(plan_all(large)) {
+        for (s, l) in plan_all(Arch::Sm90a, small).iter().zip(plan_all(Arch::Sm90a, large)) {
             prop_assert!(s.stages <= l.stages, "{}: {:?} at {small} but {:?} at {large}", s.tactic.name, s.stages, l.stages);
             if let Some(bytes) = s.smem_bytes() {
                 prop_assert!(bytes <= small);

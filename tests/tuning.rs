@@ -53,17 +53,20 @@ fn the_h100_cache_is_shipped_for_that_device_at_its_limit_or_below() {
 }
 
 #[test]
-fn lookups_take_the_nearest_measured_bucket() {
-    let c = cache(vec![entry("mxfp4", 4, "a", 2), entry("mxfp4", 64, "b", 3), entry("nvfp4", 512, "c", 4)]);
+fn lookups_take_the_nearest_measured_bucket_up_to_an_octave_away() {
+    let c = cache(vec![entry("mxfp4", 4, "a", 2), entry("mxfp4", 16, "b", 3), entry("nvfp4", 512, "c", 4)]);
     let at = |rows| c.lookup(Fp4Format::Mxfp4, &ProblemShape { rows, groups: 32, n: 2880, k: 2880 });
     assert_eq!(at(4), Some(("a", 2)));
-    assert_eq!(at(1), Some(("a", 2)));
-    assert_eq!(at(16), Some(("a", 2)), "16 is as near 4 as 64: the smaller bucket wins");
+    assert_eq!(at(2), Some(("a", 2)));
+    assert_eq!(at(8), Some(("a", 2)), "8 is as near 4 as 16: the smaller bucket wins");
     assert_eq!(at(17), Some(("b", 3)));
-    assert_eq!(at(100_000), Some(("b", 3)));
+    // Farther than an octave from every measured bucket: the heuristic's.
+    assert_eq!(at(1), None);
+    assert_eq!(at(33), None);
+    assert_eq!(at(100_000), None);
     assert_eq!(rows_bucket(17), 32);
     // Another format, N, K or group count has no entry.
-    assert_eq!(c.lookup(Fp4Format::Nvfp4, &ProblemShape { rows: 4, groups: 32, n: 2880, k: 2880 }), Some(("c", 4)));
+    assert_eq!(c.lookup(Fp4Format::Nvfp4, &ProblemShape { rows: 300, groups: 32, n: 2880, k: 2880 }), Some(("c", 4)));
     assert_eq!(c.lookup(Fp4Format::Mxfp4, &ProblemShape { rows: 4, groups: 8, n: 2880, k: 2880 }), None);
 }
 
@@ -100,8 +103,9 @@ fn a_cache_applies_below_its_limit_where_its_variant_fits() {
     use stagefit::plan::{plan_all, SmemLimit, StagePolicy};
     // Tuned at 232448: swm8n64k512w1k4 at 3 STAGES (91264 bytes) and at 8 (226944 bytes).
     let c = cache(vec![entry("mxfp4", 4, "swm8n64k512w1k4", 3), entry("mxfp4", 512, "swm8n64k512w1k4", 8)]);
-    let plans = plan_all(101376);
+    let plans = plan_all(stagefit::Arch::Sm90a, 101376);
     let selection = Selection {
+        arch: stagefit::Arch::Sm90a,
         plans: &plans,
         policy: StagePolicy::RunTime,
         limit: SmemLimit { device_optin: 232448, budget: Some(101376) },
@@ -115,6 +119,6 @@ fn a_cache_applies_below_its_limit_where_its_variant_fits() {
     // The entry that fits 101376 is used; the one that does not falls back to the heuristic.
     assert_eq!(choose(4), ("swm8n64k512w1k4", 3));
     let problem = ProblemShape { rows: 512, groups: 32, n: 2880, k: 2880 };
-    let heuristic = stagefit::heuristic::prefer(&plans, &problem, 132).unwrap();
+    let heuristic = stagefit::heuristic::prefer(stagefit::Arch::Sm90a, &plans, &problem, 132).unwrap();
     assert_eq!(choose(512), (heuristic.tactic.name, heuristic.stages.unwrap()));
 }

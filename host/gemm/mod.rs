@@ -96,7 +96,7 @@ impl GroupedGemm {
             arch,
             limit,
             policy: StagePolicy::RunTime,
-            plans: StagePolicy::RunTime.plan_all(limit.bytes()),
+            plans: StagePolicy::RunTime.plan_all(arch, limit.bytes()),
             tuned,
             input_checks: cfg!(debug_assertions),
             programmatic: arch.programmatic_launch(),
@@ -109,7 +109,7 @@ impl GroupedGemm {
     /// The same handle choosing STAGES by `policy` (the default is [`StagePolicy::RunTime`]).
     pub fn with_policy(mut self, policy: StagePolicy) -> GroupedGemm {
         self.policy = policy;
-        self.plans = policy.plan_all(self.limit.bytes());
+        self.plans = policy.plan_all(self.arch, self.limit.bytes());
         self
     }
 
@@ -218,6 +218,7 @@ impl GroupedGemm {
     /// What selection reads for this handle.
     pub(crate) fn selection(&self) -> Selection<'_> {
         Selection {
+            arch: self.arch,
             plans: &self.plans,
             policy: self.policy,
             limit: self.limit,

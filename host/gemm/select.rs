@@ -7,7 +7,7 @@ use crate::error::{Error, Result};
 use crate::heuristic::{prefer, ProblemShape};
 use crate::plan::{find_tactic, SmemLimit, StagePolicy, TacticPlan};
 use crate::tuned::TuneCache;
-use crate::{Fp4Format, SmemLayout, Tactic, TACTICS};
+use crate::{Arch, Fp4Format, SmemLayout, Tactic, TACTICS};
 
 /// How to pick the kernel variant for a call.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -65,10 +65,12 @@ impl Variant {
     }
 }
 
-/// What selection reads: every tactic's plan under the limit and policy in force, the device's
-/// multiprocessor count (for the heuristic) and the tuned cache, if any.
+/// What selection reads: every tactic's plan on the architecture under the limit and policy in
+/// force, the device's multiprocessor count (for the heuristic) and the tuned cache, if any.
 pub struct Selection<'a> {
-    /// Every tactic's STAGES under `limit` and `policy`.
+    /// The architecture whose PTX the device loads.
+    pub arch: Arch,
+    /// Every tactic's STAGES on `arch` under `limit` and `policy`.
     pub plans: &'a [TacticPlan],
     /// How STAGES are chosen.
     pub policy: StagePolicy,
@@ -96,14 +98,14 @@ impl Selection<'_> {
         let limit = self.limit.bytes();
         match choice {
             TacticChoice::Variant { tactic, stages } => {
-                let tactic = find_tactic(tactic)?;
+                let tactic = self.compiled_tactic(tactic)?;
                 if !tactic.stages.contains(&stages) {
                     return Err(Error::UnknownVariant(format!("{} is not compiled at STAGES={stages}", tactic.name)));
                 }
                 Ok((tactic, stages))
             }
             TacticChoice::Tactic(name) => {
-                let tactic = find_tactic(name)?;
+                let tactic = self.compiled_tactic(name)?;
                 Ok((tactic, self.policy_stages(tactic)?))
             }
             TacticChoice::Auto => {
@@ -111,13 +113,17 @@ impl Selection<'_> {
                 if let Some((name, stages)) = tuned {
                     let tactic = find_tactic(name)?;
                     // An entry that does not fit the limit in force falls back to the heuristic.
-                    if self.policy.stages(tactic, limit, 0).is_some_and(|deepest| stages <= deepest) {
+                    if self.policy.stages(self.arch, tactic, limit, 0).is_some_and(|deepest| stages <= deepest) {
                         return Ok((tactic, stages));
                     }
                 }
-                let Some(best) = prefer(self.plans, problem, self.sm_count) else {
-                    let needed =
-                        TACTICS.iter().map(|t| SmemLayout::new(t.tile, t.stages[0]).total_bytes).min().unwrap_or(0);
+                let Some(best) = prefer(self.arch, self.plans, problem, self.sm_count) else {
+                    let needed = TACTICS
+                        .iter()
+                        .filter(|t| self.arch.runs(t.tile.family))
+                        .map(|t| SmemLayout::new(t.tile, t.stages[0]).total_bytes)
+                        .min()
+                        .unwrap_or(0);
                     return Err(self.too_large("every tactic".into(), needed));
                 };
                 // The heuristic's STAGES preference applies to the run-time policy; the fixed
@@ -130,10 +136,24 @@ impl Selection<'_> {
         }
     }
 
+    /// The tactic called `name`, refused where the architecture's PTX lacks its family.
+    fn compiled_tactic(&self, name: &str) -> Result<&'static Tactic> {
+        let tactic = find_tactic(name)?;
+        if !self.arch.runs(tactic.tile.family) {
+            return Err(Error::UnknownVariant(format!(
+                "{} ({:?} family) is not compiled for {}",
+                tactic.name,
+                tactic.tile.family,
+                self.arch.name()
+            )));
+        }
+        Ok(tactic)
+    }
+
     /// The STAGES the policy gives `tactic` under the limit, or the shared-memory refusal.
     fn policy_stages(&self, tactic: &'static Tactic) -> Result<usize> {
         self.policy
-            .stages(tactic, self.limit.bytes(), 0)
+            .stages(self.arch, tactic, self.limit.bytes(), 0)
             .ok_or_else(|| self.too_large(tactic.name.into(), self.policy.least_bytes(tactic)))
     }
 

@@ -21,7 +21,7 @@ use crate::gemm::{
 };
 use crate::reference::{compare, grouped_gemm, Comparison};
 use crate::rng::SplitMix64;
-use crate::{Error, Fp4Format, TACTICS};
+use crate::{Arch, Error, Fp4Format, Tactic, TACTICS};
 
 /// One case's shape and choices.
 #[derive(Clone, Debug)]
@@ -57,7 +57,7 @@ pub enum Outcome {
 const BUDGETS: [Option<usize>; 5] = [None, Some(166912), Some(101376), Some(65536), Some(49152)];
 
 /// A random case.
-pub fn random_case(rng: &mut SplitMix64) -> Case {
+pub fn random_case(rng: &mut SplitMix64, arch: Arch) -> Case {
     let max_groups = if rng.below(4) == 0 { 128 } else { 12 };
     let groups = 1 + rng.below(max_groups);
     let sizes = (0..groups)
@@ -73,7 +73,8 @@ pub fn random_case(rng: &mut SplitMix64) -> Case {
     let n = 16 * (1 + rng.below(max_n));
     let max_k = if rng.below(3) == 0 { 64 } else { 16 };
     let k = 32 * (1 + rng.below(max_k));
-    let tactic = TACTICS[rng.below(TACTICS.len())];
+    let compiled = compiled_tactics(arch);
+    let tactic = compiled[rng.below(compiled.len())];
     let (tactic, stages) = match rng.below(3) {
         0 => (None, None),
         1 => (Some(tactic.name), None),
@@ -90,12 +91,17 @@ pub fn random_case(rng: &mut SplitMix64) -> Case {
     }
 }
 
-/// Every tactic at its shallowest and deepest STAGES, in both formats, on one small problem
-/// with groups of 0, 1, odd and more-than-a-tile rows.
-pub fn all_variant_cases() -> Vec<Case> {
+/// The tactics whose family `arch`'s PTX has.
+fn compiled_tactics(arch: Arch) -> Vec<&'static Tactic> {
+    TACTICS.iter().filter(|t| arch.runs(t.tile.family)).collect()
+}
+
+/// Every tactic compiled for `arch` at its shallowest and deepest STAGES, in both formats, on
+/// one small problem with groups of 0, 1, odd and more-than-a-tile rows.
+pub fn all_variant_cases(arch: Arch) -> Vec<Case> {
     let mut cases = Vec::new();
     for format in Fp4Format::ALL {
-        for t in TACTICS {
+        for t in compiled_tactics(arch) {
             for stages in [t.stages[0], t.max_stages_compiled()] {
                 cases.push(Case {
                     format,

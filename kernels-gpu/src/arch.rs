@@ -8,6 +8,9 @@ pub enum Arch {
     Sm80,
     /// Hopper (H100, H200): runs on compute capability 9.0 and, by JIT, on 10.x.
     Sm90,
+    /// Hopper's arch-specific target (H100, H200; compute capability 9.0 only): everything of
+    /// [`Arch::Sm90`] plus the `wgmma` kernel family.
+    Sm90a,
     /// Blackwell RTX (RTX 50, RTX PRO 6000): compute capability 12.0 only.
     Sm120a,
     /// Blackwell GB10 (DGX Spark): compute capability 12.1 only.
@@ -16,7 +19,7 @@ pub enum Arch {
 
 impl Arch {
     /// Every shipped architecture: `build.rs` compiles each of them.
-    pub const ALL: [Arch; 4] = [Arch::Sm80, Arch::Sm90, Arch::Sm120a, Arch::Sm121a];
+    pub const ALL: [Arch; 5] = [Arch::Sm80, Arch::Sm90, Arch::Sm90a, Arch::Sm120a, Arch::Sm121a];
 
     /// The `-C target-cpu` / `.target` name.
     #[inline]
@@ -24,6 +27,7 @@ impl Arch {
         match self {
             Arch::Sm80 => "sm_80",
             Arch::Sm90 => "sm_90",
+            Arch::Sm90a => "sm_90a",
             Arch::Sm120a => "sm_120a",
             Arch::Sm121a => "sm_121a",
         }
@@ -40,7 +44,7 @@ impl Arch {
     pub const fn compute_capability(self) -> (u32, u32) {
         match self {
             Arch::Sm80 => (8, 0),
-            Arch::Sm90 => (9, 0),
+            Arch::Sm90 | Arch::Sm90a => (9, 0),
             Arch::Sm120a => (12, 0),
             Arch::Sm121a => (12, 1),
         }
@@ -50,7 +54,21 @@ impl Arch {
     /// compute capability.
     #[inline]
     pub const fn arch_specific(self) -> bool {
-        matches!(self, Arch::Sm120a | Arch::Sm121a)
+        matches!(self, Arch::Sm90a | Arch::Sm120a | Arch::Sm121a)
+    }
+
+    /// Whether the target has Hopper's warpgroup MMA (`wgmma`), which only `sm_90a` PTX may
+    /// use: the kernels of [`Family::Wgmma`](crate::tactics::Family::Wgmma) are compiled for
+    /// it alone.
+    #[inline]
+    pub const fn has_wgmma(self) -> bool {
+        matches!(self, Arch::Sm90a)
+    }
+
+    /// Whether kernels of `family` are compiled for this target.
+    #[inline]
+    pub const fn runs(self, family: crate::tactics::Family) -> bool {
+        !family.needs_wgmma() || self.has_wgmma()
     }
 
     /// Whether the kernels of this target start with `griddepcontrol.wait` (PTX has it from
@@ -68,7 +86,7 @@ impl Arch {
     pub const fn reference_smem_optin(self) -> usize {
         match self {
             Arch::Sm80 => 166912,
-            Arch::Sm90 => 232448,
+            Arch::Sm90 | Arch::Sm90a => 232448,
             Arch::Sm120a | Arch::Sm121a => 101376,
         }
     }

@@ -19,7 +19,12 @@
 //! - S: block-scale bytes `[BK/16][BN]` (MXFP4 uses the first `BK/32` rows); rows are
 //!   [`SwapAb`](Family::SwapAb) padded by [`SCALE_ROW_PAD`].
 //!
-//! Every region starts on a [`REGION_ALIGN`]-byte boundary.
+//! Every region starts on a [`REGION_ALIGN`]-byte boundary. [`Family::Wgmma`] reads its A
+//! tiles (`[BM][64]` bf16, 128-byte rows swizzled as [`wgmma_a_chunk`]) with the tensor cores,
+//! whose swizzle repeats every [`WGMMA_SWIZZLE_ATOM`] bytes: its stages are that many bytes
+//! apart and its ring starts at the first such boundary at or after `a` in the shared window
+//! (the block's dynamic shared memory is only [`REGION_ALIGN`]-aligned, so `total_bytes`
+//! counts the [`WGMMA_ALIGN_SLACK`] bytes that rounding may skip).
 
 use crate::format::FINEST_SCALE_BLOCK;
 use crate::tactics::{Family, TileShape};
@@ -46,7 +51,7 @@ pub struct SmemLayout {
     pub stages: usize,
     /// Offset of the tile table (always 0).
     pub tile_table: usize,
-    /// Offset of the reduction buffer R (empty, at `a`, for [`Family::Mma`]).
+    /// Offset of the reduction buffer R (empty, at `a`, for [`Family::Mma`] and [`Family::Wgmma`]).
     pub reduce: usize,
     /// Offset of stage 0's A tile.
     pub a: usize,
@@ -69,14 +74,17 @@ impl SmemLayout {
     pub const fn new(tile: TileShape, stages: usize) -> SmemLayout {
         let (bm, bn, bk) = (tile.bm(), tile.bn(), tile.bk());
         let reduce_bytes = match tile.family {
-            Family::Mma => 0,
+            Family::Mma | Family::Wgmma => 0,
             Family::SwapAb => align_up(tile.warps_k * bm * reduce_row_floats(bn) * 4, REGION_ALIGN),
         };
         let a_bytes = align_up(bm * bk * 2, REGION_ALIGN);
         let w_bytes = align_up(bn * bk / 2, REGION_ALIGN);
         let s_bytes = align_up(bk / FINEST_SCALE_BLOCK * scale_row_bytes(tile), REGION_ALIGN);
         let a = TILE_TABLE_BYTES + reduce_bytes;
-        let stage_stride = a_bytes + w_bytes + s_bytes;
+        let (stage_stride, slack) = match tile.family {
+            Family::Mma | Family::SwapAb => (a_bytes + w_bytes + s_bytes, 0),
+            Family::Wgmma => (align_up(a_bytes + w_bytes + s_bytes, WGMMA_SWIZZLE_ATOM), WGMMA_ALIGN_SLACK),
+        };
         SmemLayout {
             stages,
             tile_table: 0,
@@ -85,7 +93,7 @@ impl SmemLayout {
             w: a + a_bytes,
             s: a + a_bytes + w_bytes,
             stage_stride,
-            total_bytes: a + stages * stage_stride,
+            total_bytes: a + slack + stages * stage_stride,
         }
     }
 
@@ -154,7 +162,47 @@ pub const fn scale_row_bytes(tile: TileShape) -> usize {
     match tile.family {
         Family::Mma => tile.bn(),
         Family::SwapAb => tile.bn() + SCALE_ROW_PAD,
+        Family::Wgmma => tile.bn(),
     }
+}
+
+/// Bytes after which a [`Family::Wgmma`] activation tile's 128-byte swizzle repeats (8 rows):
+/// the alignment of its stages.
+pub const WGMMA_SWIZZLE_ATOM: usize = 1024;
+
+/// Bytes a [`Family::Wgmma`] layout reserves so that its ring can start on a
+/// [`WGMMA_SWIZZLE_ATOM`] boundary wherever the [`REGION_ALIGN`]-aligned dynamic shared memory
+/// lands.
+pub const WGMMA_ALIGN_SLACK: usize = WGMMA_SWIZZLE_ATOM - REGION_ALIGN;
+
+/// The shared-window address where a [`Family::Wgmma`] ring starts: `smem + layout.a` rounded
+/// up to a [`WGMMA_SWIZZLE_ATOM`] boundary (stage `i`'s A tile is `stage_stride · i` further,
+/// its W and S tiles `w - a` and `s - a` after that).
+#[inline]
+pub const fn wgmma_ring(smem: u32, layout: &SmemLayout) -> u32 {
+    (smem + layout.a as u32).next_multiple_of(WGMMA_SWIZZLE_ATOM as u32)
+}
+
+/// Physical 16-byte chunk of logical chunk `chunk` (K-elements `8·chunk..+8`) in row `row` of
+/// a [`Family::Wgmma`] activation tile: the tensor cores' 128-byte swizzle, which spreads the
+/// 8 rows of a swizzle atom over all banks.
+#[inline]
+pub const fn wgmma_a_chunk(row: usize, chunk: usize) -> usize {
+    chunk ^ (row % 8)
+}
+
+/// The `wgmma` shared-memory matrix descriptor of a K-major bf16 operand with 128-byte rows
+/// swizzled as [`wgmma_a_chunk`], 8-row groups [`WGMMA_SWIZZLE_ATOM`] bytes apart, whose
+/// K-elements start at shared address `addr` (a swizzle atom's start plus 32 bytes per 16
+/// K-elements): start address, leading byte offset (unused by swizzled K-major operands, 1 by
+/// convention), stride byte offset, each in 16-byte units, and the 128-byte swizzle mode.
+#[inline]
+pub const fn wgmma_descriptor(addr: u32) -> u64 {
+    let start = ((addr as u64) >> 4) & 0x3FFF;
+    let leading = 1u64 << 16;
+    let stride = ((WGMMA_SWIZZLE_ATOM as u64) >> 4) << 32;
+    let swizzle_128b = 1u64 << 62;
+    start | leading | stride | swizzle_128b
 }
 
 /// f32 values a row of the reduction buffer R is padded by: the four token pairs of a quad

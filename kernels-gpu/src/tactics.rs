@@ -30,11 +30,33 @@ pub enum Family {
     /// ([`SWAP_AB_WARP_K`] each) and sum their accumulators at the end of a tile. Built for
     /// decode: a few rows per group.
     SwapAb,
+    /// Hopper's warpgroup MMA (`wgmma.mma_async`, sm_90a only): each warpgroup of four warps
+    /// multiplies 64 dequantized weight rows, held in registers as the A operand, by the
+    /// tile's `BM` activation rows, read by the tensor cores from shared memory as the B
+    /// operand (`m64nBMk16`). A "MMA tile" of [`TileShape`] is one warp's 16 weight rows by 8
+    /// activation rows of that instruction. Built for prefill: many rows per group.
+    Wgmma,
+}
+
+impl Family {
+    /// Whether the family's kernels use instructions only arch-specific Hopper PTX has
+    /// (`wgmma`): they are compiled for [`Arch::Sm90a`](crate::arch::Arch::Sm90a) only.
+    #[inline]
+    pub const fn needs_wgmma(self) -> bool {
+        matches!(self, Family::Wgmma)
+    }
 }
 
 /// K-elements each warp of a [`Family::SwapAb`] tile takes from a stage: 32 per lane of a quad,
 /// one 16-byte chunk of codes per weight row.
 pub const SWAP_AB_WARP_K: usize = 128;
+
+/// K-elements of a [`Family::Wgmma`] stage: one 128-byte swizzled row of bf16 activations.
+pub const WGMMA_BK: usize = 64;
+/// Warps of one warpgroup, the unit that issues a `wgmma`.
+pub const WARPGROUP_WARPS: usize = 4;
+/// Activation rows (`N` of the instruction) of the `wgmma` shapes the kernels issue.
+pub const WGMMA_ROWS: [usize; 2] = [64, 128];
 
 /// A block tile and its warp layout. Each warp computes `mma_m × mma_n` tensor-core tiles
 /// (each [`TileShape::mma_rows`] × [`TileShape::mma_cols`] of the output, by family), so the
@@ -64,7 +86,7 @@ impl TileShape {
     pub const fn mma_rows(self) -> usize {
         match self.family {
             Family::Mma => 16,
-            Family::SwapAb => 8,
+            Family::SwapAb | Family::Wgmma => 8,
         }
     }
     /// Output columns (weight rows) one MMA covers.
@@ -72,7 +94,7 @@ impl TileShape {
     pub const fn mma_cols(self) -> usize {
         match self.family {
             Family::Mma => 8,
-            Family::SwapAb => 16,
+            Family::SwapAb | Family::Wgmma => 16,
         }
     }
     /// Rows of the block tile.
@@ -100,8 +122,9 @@ impl TileShape {
 /// One compiled tile configuration.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Tactic {
-    /// Name, `m{BM}n{BN}k{BK}w{warps_m}x{warps_n}` ([`Family::Mma`]) or
-    /// `swm{BM}n{BN}k{BK}w{warps_n}k{warps_k}` ([`Family::SwapAb`]); part of every kernel name.
+    /// Name, `m{BM}n{BN}k{BK}w{warps_m}x{warps_n}` ([`Family::Mma`]),
+    /// `swm{BM}n{BN}k{BK}w{warps_n}k{warps_k}` ([`Family::SwapAb`]) or `wgm{BM}n{BN}k{BK}`
+    /// ([`Family::Wgmma`]); part of every kernel name.
     pub name: &'static str,
     /// The tile shape.
     pub tile: TileShape,
@@ -146,6 +169,8 @@ macro_rules! with_tactics {
             "swm8n64k512w1k4"   SwapAb (1, 1, 4, 1, 4, 512) [2, 3, 4, 5, 6, 7, 8];
             "swm8n64k256w1k2"   SwapAb (1, 1, 2, 1, 4, 256) [2, 3, 4, 5, 6, 7, 8];
             "swm8n128k256w2k2"  SwapAb (1, 2, 2, 1, 4, 256) [2, 3, 4, 5, 6, 7, 8];
+            "wgm64n128k64"      Wgmma  (1, 8, 1, 8, 1, 64)  [2, 3, 4, 5, 6, 7, 8];
+            "wgm128n128k64"     Wgmma  (1, 8, 1, 16, 1, 64) [2, 3, 4, 5, 6, 7, 8];
         }
     };
 }
@@ -192,15 +217,25 @@ pub const fn compiled_stage_range(tile: TileShape) -> (usize, usize) {
 /// [`Family::SwapAb`] (see `swap_ab` in the device code): one warp along M; each warp along K
 /// takes [`SWAP_AB_WARP_K`]; every operand's chunk count per stage is a multiple of the
 /// thread count (whole rounds of copies).
+///
+/// [`Family::Wgmma`] (see `wgmma` in the device code): whole warpgroups of one 16-row MMA
+/// tile per warp along N, one warp along M and K; `BK` is [`WGMMA_BK`] and `BM` one of
+/// [`WGMMA_ROWS`]; the A chunks (8 per row) come in whole rounds, each thread's rows keeping
+/// their swizzle row (`row % 8`); each thread copies exactly one W chunk (2 per weight row)
+/// and at most one scale chunk.
 pub const fn copies_fit_the_threads(tile: TileShape) -> bool {
     let (bk, threads) = (tile.bk, tile.threads());
+    if threads == 0 {
+        return false;
+    }
     match tile.family {
         Family::Mma => {
+            if tile.warps_k != 1 || !(bk == 64 || bk == 128) {
+                return false;
+            }
             let (a_cpr, w_cpr) = (bk / 8, bk / 32);
             let w_rows_per_line = 128 / (bk / 2);
-            tile.warps_k == 1
-                && (bk == 64 || bk == 128)
-                && threads % a_cpr == 0
+            threads % a_cpr == 0
                 && threads % w_cpr == 0
                 && (threads / a_cpr) % 2 == 0
                 && (threads / w_cpr) % (w_rows_per_line * w_cpr) == 0
@@ -214,6 +249,19 @@ pub const fn copies_fit_the_threads(tile: TileShape) -> bool {
                 && a_chunks % threads == 0
                 && w_chunks % threads == 0
                 && tile.bn().is_multiple_of(32)
+        }
+        Family::Wgmma => {
+            let bm = tile.bm();
+            tile.warps_m == 1
+                && tile.warps_k == 1
+                && tile.mma_n == 1
+                && tile.warps_n.is_multiple_of(WARPGROUP_WARPS)
+                && bk == WGMMA_BK
+                && (bm == WGMMA_ROWS[0] || bm == WGMMA_ROWS[1])
+                && (bm * bk / 8).is_multiple_of(threads)
+                && (threads / 8).is_multiple_of(8)
+                && tile.bn() * bk / 32 == threads
+                && bk / 16 * (tile.bn() / 16) <= threads
         }
     }
 }

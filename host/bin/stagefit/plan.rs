@@ -33,6 +33,9 @@ fn parse_arch(name: &str) -> Result<Arch, String> {
 #[derive(Serialize)]
 pub struct TacticRow {
     name: &'static str,
+    family: String,
+    /// Whether the architecture's PTX has the tactic's family at all.
+    available: bool,
     bm: usize,
     bn: usize,
     bk: usize,
@@ -50,12 +53,14 @@ pub struct PlanReport {
     tactics: Vec<TacticRow>,
 }
 
-/// The report of `plans` (every tactic's plan under `budget` bytes) on `arch`.
+/// The report of `plans` (every tactic's plan on `arch` under `budget` bytes).
 pub fn report(arch: Arch, budget: usize, plans: &[TacticPlan]) -> PlanReport {
     let tactics = plans
         .iter()
         .map(|p| TacticRow {
             name: p.tactic.name,
+            family: format!("{:?}", p.tactic.tile.family),
+            available: arch.runs(p.tactic.tile.family),
             bm: p.tactic.tile.bm(),
             bn: p.tactic.tile.bn(),
             bk: p.tactic.tile.bk(),
@@ -71,33 +76,41 @@ pub fn report(arch: Arch, budget: usize, plans: &[TacticPlan]) -> PlanReport {
 /// The plan as a table, with what a fixed family-maximum policy would lose.
 pub fn print(report: &PlanReport) -> anyhow::Result<()> {
     say(format!("arch {}, shared-memory limit {} bytes per block", report.arch, report.budget_bytes))?;
-    let mut rows = table(&["tactic", "BM", "BN", "BK", "compiled", "STAGES", "bytes", "runnable"], &[0, 4, 7]);
+    let mut rows =
+        table(&["tactic", "family", "BM", "BN", "BK", "compiled", "STAGES", "bytes", "runnable"], &[0, 1, 5, 8]);
     let dash = |v: Option<usize>| v.map_or("-".to_string(), |v| v.to_string());
     for t in &report.tactics {
         rows.add_row(vec![
             t.name.to_string(),
+            t.family.clone(),
             t.bm.to_string(),
             t.bn.to_string(),
             t.bk.to_string(),
             format!("2..{}", t.max_stages_compiled),
             dash(t.stages),
             dash(t.smem_bytes),
-            if t.fits { "yes" } else { "no" }.to_string(),
+            match (t.available, t.fits) {
+                (false, _) => format!("not on {}", report.arch),
+                (true, true) => "yes".to_string(),
+                (true, false) => "no".to_string(),
+            },
         ]);
     }
     say(rows)?;
     let runnable = report.tactics.iter().filter(|t| t.fits).count();
-    let family = stagefit::TACTICS.iter().filter(|t| family_max_policy_fits(t, report.budget_bytes)).count();
+    let available = report.tactics.iter().filter(|t| t.available).count();
+    let arch = Arch::from_name(report.arch).expect("the report names a shipped architecture");
+    let family = stagefit::TACTICS.iter().filter(|t| family_max_policy_fits(arch, t, report.budget_bytes)).count();
     say(format!(
-        "{runnable} of {} tactics runnable with STAGES chosen at run time; a fixed family-maximum policy (STAGES for 232448 bytes) would launch {family} and lose {}.",
-        report.tactics.len(),
+        "{runnable} of the {available} tactics compiled for {} runnable with STAGES chosen at run time; a fixed family-maximum policy (STAGES for 232448 bytes) would launch {family} and lose {}.",
+        report.arch,
         runnable - family.min(runnable)
     ))
 }
 
 pub fn run(args: Args) -> anyhow::Result<()> {
     let limit = args.smem_limit.unwrap_or(args.arch.reference_smem_optin());
-    let report = report(args.arch, limit, &plan_all(limit));
+    let report = report(args.arch, limit, &plan_all(args.arch, limit));
     match JsonTarget::from_arg(&args.json) {
         Some(target) => {
             target.write("plan", &report)?;

@@ -24,15 +24,17 @@ pub struct Args {
 }
 
 pub fn run(args: Args) -> anyhow::Result<()> {
+    let ctx = stagefit::device::context(args.device)?;
+    // Only the tactics whose family the device's PTX has.
+    let arch = stagefit::device::DeviceInfo::query(&ctx)?.arch()?;
     // Random cases are drawn one at a time, so any count costs no memory up front.
     let (count, cases): (u64, Box<dyn Iterator<Item = Case>>) = if args.all_variants {
-        let all = all_variant_cases();
+        let all = all_variant_cases(arch);
         (all.len() as u64, Box::new(all.into_iter()))
     } else {
         let mut rng = SplitMix64::new(args.seed);
-        (args.cases, Box::new((0..args.cases).map(move |_| random_case(&mut rng))))
+        (args.cases, Box::new((0..args.cases).map(move |_| random_case(&mut rng, arch))))
     };
-    let ctx = stagefit::device::context(args.device)?;
     let mut runner = Runner::new(ctx.new_stream()?);
     let (mut passed, mut refused, mut worst) = (0, 0, 0f64);
     let mut failures = Vec::new();

@@ -7,6 +7,8 @@
 
 use super::ptx::fma_bf16x2;
 use crate::format::NVFP4;
+#[cfg(stagefit_wgmma)]
+use crate::packing::PAIR_SOURCES;
 use crate::packing::{bf16_pow2, e4m3_scaled_down_bits, e8m0_factor_bits, template_pair, E4M3_STEP};
 
 /// bf16 -0.0 in both lanes: the additive identity that keeps the sign of a zero product.
@@ -27,6 +29,44 @@ pub fn dequant_word(word: u32, factor_x2: u32) -> [u32; 4] {
         pair += 1;
     }
     out
+}
+
+/// How one pair of a packed word is read when the pair is known only at run time: the two
+/// rotations and masks of [`PAIR_SOURCES`], kept in registers (the `wgmma` family's lanes
+/// each keep one pair of every word).
+#[cfg(stagefit_wgmma)]
+#[derive(Clone, Copy)]
+pub struct PairSource {
+    rotations: [u32; 2],
+    masks: [u32; 2],
+}
+
+#[cfg(stagefit_wgmma)]
+impl PairSource {
+    /// The source of pair `pair` (below 4) of every word.
+    #[inline(always)]
+    pub fn new(pair: usize) -> PairSource {
+        let mut source = PairSource { rotations: [0; 2], masks: [0; 2] };
+        let mut p = 0;
+        while p < 4 {
+            if p == pair {
+                let [(r0, m0), (r1, m1)] = PAIR_SOURCES[p];
+                source = PairSource { rotations: [r0, r1], masks: [m0, m1] };
+            }
+            p += 1;
+        }
+        source
+    }
+
+    /// This pair of `word` (K-elements `2·pair`, `2·pair + 1` of its eight) times `factor_x2`,
+    /// as [`dequant_word`] computes it.
+    #[inline(always)]
+    pub fn dequant(self, word: u32, factor_x2: u32) -> u32 {
+        let [r0, r1] = self.rotations;
+        let [m0, m1] = self.masks;
+        let template = (word.rotate_left(r0) & m0) | (word.rotate_left(r1) & m1);
+        fma_bf16x2(template, factor_x2, NEG_ZERO_X2)
+    }
 }
 
 /// `scale · 2^SCALE_FACTOR_EXP` in both bf16 lanes, for a block-scale byte: a non-negative

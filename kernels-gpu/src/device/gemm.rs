@@ -24,8 +24,8 @@
 use super::fp4::{dequant_word, scale_factor_x2};
 use super::ptx::*;
 use super::scheduler::{build_tile_table, total_tiles};
-use super::tiles::{output_scale, prefetch_bias, store_pair, tile_job, TileJob};
-use crate::format::{scale_block, NVFP4};
+use super::tiles::{output_scale, prefetch_bias, store_pair, tile_job, ScaleCopy, TileJob};
+use crate::format::NVFP4;
 use crate::layout::{
     a_chunk, a_fragment_offset, fragment_row, w_chunk, w_fragment_offset, RegionAligned, SmemLayout, CHUNK_BYTES,
     MAX_GROUPS,
@@ -199,14 +199,8 @@ struct TileCopies<const FMT: u32, const BK: usize> {
     /// Bit j: this thread's W chunk j lies in the tile / also in a weight row that exists.
     w_in_tile: u32,
     w_live: u32,
-    /// Scales: this thread's chunk (at most one), if any: source at K-tile 0, destination,
-    /// K-block row within the tile, and whether its columns exist.
-    s_src: u64,
-    s_dst: u32,
-    s_row: u32,
-    s_active: bool,
-    /// Bytes of scales per K-tile (one K-tile's rows of all N columns).
-    s_k_tile_bytes: u64,
+    /// Scales: at most one 16-column chunk of one K-block row.
+    scales: ScaleCopy<FMT>,
 }
 
 /// Copies of `chunks` chunks spread over `threads` threads: how many each thread issues.
@@ -223,10 +217,6 @@ impl<const FMT: u32, const BK: usize> TileCopies<FMT, BK> {
         let (a_row, a_chunk_col) = (tid / a_cpr, tid % a_cpr);
         let w_cpr = BK / 32;
         let (w_row, w_chunk_col) = (tid / w_cpr, tid % w_cpr);
-        let block = scale_block(FMT);
-        let s_cpr = bn / 16;
-        let (s_row, s_chunk_col) = (tid / s_cpr, tid % s_cpr);
-        let k_blocks = k / block;
         // Which of this thread's chunks exist: in the tile, and in a row (A) or weight row
         // (W) that the problem has; the rest are zero-filled.
         let live = |first_row: usize, rows_per_j: usize, tile_rows: usize, rows: usize, copies: usize| {
@@ -258,11 +248,7 @@ impl<const FMT: u32, const BK: usize> TileCopies<FMT, BK> {
             w_k: (w_chunk_col * 32) as u32,
             w_in_tile: live(w_row, threads / w_cpr, bn, bn, w_copies),
             w_live: live(w_row, threads / w_cpr, bn, n - job.n0, w_copies),
-            s_src: p.w_scales + ((job.group * k_blocks + s_row) * n + job.n0 + s_chunk_col * 16) as u64,
-            s_dst: (s_row * bn + s_chunk_col * 16) as u32,
-            s_row: s_row as u32,
-            s_active: s_row < BK / block && job.n0 + s_chunk_col * 16 < n,
-            s_k_tile_bytes: ((BK / block) * n) as u64,
+            scales: ScaleCopy::new(p, &job, bn, BK, tid),
         }
     }
 
@@ -313,11 +299,7 @@ impl<const FMT: u32, const BK: usize> TileCopies<FMT, BK> {
                 j += 1;
             }
 
-            if self.s_active {
-                let block = scale_block(FMT) as u32;
-                let bytes = if (k0 / block + self.s_row) < k / block { 16 } else { 0 };
-                cp_async_16(s_smem + self.s_dst, self.s_src + k_tile as u64 * self.s_k_tile_bytes, bytes);
-            }
+            self.scales.issue(p, s_smem, k_tile);
         }
     }
 }

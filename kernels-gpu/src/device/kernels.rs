@@ -2,7 +2,8 @@
 //!
 //! Each entry runs its tactic's family: [`Family::Mma`](crate::tactics::Family::Mma) through
 //! [`grouped_gemm`], [`Family::SwapAb`](crate::tactics::Family::SwapAb) through
-//! [`swap_ab_gemm`]. Names are `stagefit_gemm_{format}_{tactic}_s{stages}`, e.g.
+//! [`swap_ab_gemm`], [`Family::Wgmma`](crate::tactics::Family::Wgmma) through `wgmma_gemm`
+//! (only on targets with `wgmma`: elsewhere its entries are not compiled). Names are `stagefit_gemm_{format}_{tactic}_s{stages}`, e.g.
 //! `stagefit_gemm_nvfp4_m128n256k64w2x4_s3`; the host builds the same names from the same
 //! table.
 //!
@@ -25,7 +26,14 @@ macro_rules! entry_points {
 }
 
 macro_rules! entry_point {
+    ($fmt:ident, $fmt_name:literal, $name:literal, Wgmma, $wm:literal, $wn:literal, $wk:literal, $mm:literal, $mn:literal, $bk:literal, $s:literal) => {
+        #[cfg(stagefit_wgmma)]
+        entry_point!(@kernel $fmt, $fmt_name, $name, Wgmma, $wm, $wn, $wk, $mm, $mn, $bk, $s);
+    };
     ($fmt:ident, $fmt_name:literal, $name:literal, $family:ident, $wm:literal, $wn:literal, $wk:literal, $mm:literal, $mn:literal, $bk:literal, $s:literal) => {
+        entry_point!(@kernel $fmt, $fmt_name, $name, $family, $wm, $wn, $wk, $mm, $mn, $bk, $s);
+    };
+    (@kernel $fmt:ident, $fmt_name:literal, $name:literal, $family:ident, $wm:literal, $wn:literal, $wk:literal, $mm:literal, $mn:literal, $bk:literal, $s:literal) => {
         const _: () = {
             #[export_name = concat!("stagefit_gemm_", $fmt_name, "_", $name, "_s", stringify!($s))]
             unsafe extern "ptx-kernel" fn kernel(params: GroupedGemmParams) {
@@ -45,6 +53,9 @@ macro_rules! run_family {
     };
     (SwapAb, $params:ident, $fmt:ident, $wm:literal, $wn:literal, $wk:literal, $mm:literal, $mn:literal, $bk:literal, $s:literal) => {
         swap_ab_gemm::<$fmt, $wn, $wk, $mm, $mn, $s>(&$params)
+    };
+    (Wgmma, $params:ident, $fmt:ident, $wm:literal, $wn:literal, $wk:literal, $mm:literal, $mn:literal, $bk:literal, $s:literal) => {
+        super::wgmma::wgmma_gemm::<$fmt, $wn, $mm, $s>(&$params)
     };
 }
 

@@ -8,6 +8,7 @@
 //! - [`activation`]: the gated activation, shared by the MoE kernel and the gated epilogue;
 //! - [`gemm`]: the pipelined grouped GEMM of `Family::Mma`, generic over format, tile and STAGES;
 //! - [`swap_ab`]: the same for `Family::SwapAb`, built for decode;
+//! - `wgmma`: the same for `Family::Wgmma` (sm_90a only), built for prefill;
 //! - [`moe`]: the MoE-layer kernels around the grouped GEMMs;
 //! - [`weights`]: natural FP4 codes into the kernels' layout, on the device;
 //! - [`kernels`]: the `extern "ptx-kernel"` entry points, one per (format, tactic, STAGES), one
@@ -23,6 +24,8 @@ mod scheduler;
 mod swap_ab;
 mod tiles;
 mod weights;
+#[cfg(stagefit_wgmma)]
+mod wgmma;
 
 /// A panic in device code cannot unwind or print: stop the kernel, which the host sees as a
 /// launch failure. The kernels are written so that no panic path remains (ptxas checks find

@@ -73,6 +73,18 @@ pub unsafe fn cp_async_16(dst: u32, src: u64, src_bytes: u32) {
     }
 }
 
+/// `x`, through a `mov` the compiler cannot see through: a value computed once per loop
+/// iteration from it is then not hoisted out of the loop and kept in registers for every
+/// iteration (as 32 addresses of the same copy would be).
+#[cfg(stagefit_wgmma)]
+#[inline(always)]
+pub fn opaque_u64(x: u64) -> u64 {
+    let y: u64;
+    // SAFETY: a register move.
+    unsafe { asm!("mov.b64 {0}, {1};", out(reg64) y, in(reg64) x) };
+    y
+}
+
 /// `cp.async.commit_group`: closes the group of copies issued since the last commit.
 #[inline(always)]
 pub fn cp_async_commit() {
@@ -440,3 +452,91 @@ pub fn bf16_to_f32(bits: u32) -> f32 {
 pub fn f32_to_bf16(x: f32) -> u32 {
     pack_bf16x2(x, 0.0) & 0xFFFF
 }
+
+/// `fence.proxy.async.shared::cta`: orders this thread's earlier shared-memory writes (such as
+/// completed `cp.async` copies) before later reads of the async proxy (`wgmma` operands).
+#[cfg(stagefit_wgmma)]
+#[inline(always)]
+pub fn fence_proxy_async_shared() {
+    // SAFETY: a fence; it reads and writes nothing.
+    unsafe { asm!("fence.proxy.async.shared::cta;") };
+}
+
+/// `wgmma.fence.sync.aligned` (sm_90a): orders this warpgroup's earlier register writes (the
+/// A fragments and accumulators) before the `wgmma.mma_async` instructions that follow.
+/// Called by all threads of a converged warpgroup.
+#[cfg(stagefit_wgmma)]
+#[inline(always)]
+pub fn wgmma_fence() {
+    // SAFETY: a fence; it reads and writes nothing.
+    unsafe { asm!("wgmma.fence.sync.aligned;") };
+}
+
+/// `wgmma.commit_group.sync.aligned` (sm_90a): closes a group of the warpgroup's
+/// `wgmma.mma_async` instructions, for [`wgmma_wait_group`].
+#[cfg(stagefit_wgmma)]
+#[inline(always)]
+pub fn wgmma_commit_group() {
+    // SAFETY: only groups the warpgroup's issued wgmma instructions.
+    unsafe { asm!("wgmma.commit_group.sync.aligned;") };
+}
+
+/// `wgmma.wait_group.sync.aligned pending` (sm_90a): waits until at most `pending` (0 or 1)
+/// committed groups are still running; their accumulators and A registers are then the
+/// program's again.
+#[cfg(stagefit_wgmma)]
+#[inline(always)]
+pub fn wgmma_wait_group(pending: usize) {
+    // SAFETY: only waits; `asm!` without `nomem` keeps memory accesses from moving across it.
+    unsafe {
+        match pending {
+            0 => asm!("wgmma.wait_group.sync.aligned 0;"),
+            _ => asm!("wgmma.wait_group.sync.aligned 1;"),
+        }
+    }
+}
+
+/// One `wgmma.mma_async` per function below (sm_90a): `D += A · B` for a 64 × N × 16 step,
+/// bf16 operands and f32 accumulators, A from registers (the m16n8k16 A layout, one 16-row
+/// slice per warp of the warpgroup) and B from shared memory through the matrix descriptor
+/// `b_desc` (K-major, see `crate::layout::wgmma_descriptor`). `acc[j]` holds the thread's
+/// accumulators of columns `8j..8j + 8`, in the instruction's register order.
+///
+/// The instruction runs asynchronously: `acc` and `a` belong to it until a
+/// [`wgmma_wait_group`] covering its group; the shared memory `b_desc` names must not be
+/// written until then either.
+macro_rules! wgmma_m64k16_bf16_rs {
+    ($name:ident, $shape:literal, $blocks:literal, $first:literal $($rest:literal)*) => {
+        #[doc = concat!("`wgmma.mma_async.sync.aligned.", $shape, ".f32.bf16.bf16` with A in registers.")]
+        ///
+        /// # Safety
+        /// Called by all threads of a converged warpgroup after [`wgmma_fence`]; `b_desc` must
+        /// describe a B tile inside the block's shared memory.
+        #[cfg(stagefit_wgmma)]
+        #[inline(always)]
+        pub unsafe fn $name(acc: &mut [[f32; 4]; $blocks], a: [u32; 4], b_desc: u64) {
+            // SAFETY: the caller upholds this function's `# Safety` contract, which is the instruction's.
+            unsafe {
+                asm!(
+                    "{{ .reg .pred accumulate;",
+                    "setp.ne.b32 accumulate, 1, 0;",
+                    concat!("wgmma.mma_async.sync.aligned.", $shape, ".f32.bf16.bf16"),
+                    "{{{}, {}, {}, {}",
+                    $(concat!(", {}, {}, {}, {} // ", stringify!($rest)),)*
+                    "}}, {{{}, {}, {}, {}}}, {}, accumulate, 1, 1, 0; }}",
+                    inout(reg32) acc[$first][0], inout(reg32) acc[$first][1],
+                    inout(reg32) acc[$first][2], inout(reg32) acc[$first][3],
+                    $(
+                        inout(reg32) acc[$rest][0], inout(reg32) acc[$rest][1],
+                        inout(reg32) acc[$rest][2], inout(reg32) acc[$rest][3],
+                    )*
+                    in(reg32) a[0], in(reg32) a[1], in(reg32) a[2], in(reg32) a[3],
+                    in(reg64) b_desc,
+                );
+            }
+        }
+    };
+}
+
+wgmma_m64k16_bf16_rs!(wgmma_m64n64k16_bf16_rs, "m64n64k16", 8, 0 1 2 3 4 5 6 7);
+wgmma_m64k16_bf16_rs!(wgmma_m64n128k16_bf16_rs, "m64n128k16", 16, 0 1 2 3 4 5 6 7 8 9 10 11 12 13 14 15);

@@ -1,13 +1,14 @@
-//! What every grouped-GEMM family shares: the walk over a block's output tiles, the output
-//! scale, and the epilogue's stores (plain, or the gated activation with its bias).
+//! What every grouped-GEMM family shares: the walk over a block's output tiles, the block-scale
+//! copies of the families that copy one K-block row per chunk, the output scale, and the
+//! epilogue's stores (plain, or the gated activation with its bias).
 
 use super::activation::gated;
 use super::ptx::{
-    bf16_to_f32, block_idx, f32_to_bf16, grid_dim, ld_global_nc_u32, ld_global_nc_v2, ld_shared_u32, pack_bf16x2,
-    prefetch_l2, st_global_u16, st_global_u32, sync_threads, thread_idx,
+    bf16_to_f32, block_idx, cp_async_16, f32_to_bf16, grid_dim, ld_global_nc_u32, ld_global_nc_v2, ld_shared_u32,
+    pack_bf16x2, prefetch_l2, st_global_u16, st_global_u32, sync_threads, thread_idx,
 };
 use super::scheduler::{build_tile_table, find_group, group_rows, total_tiles};
-use crate::format::NVFP4;
+use crate::format::{scale_block, NVFP4};
 use crate::packing::{f32_pow2, ACCUMULATOR_SHIFT};
 use crate::params::{epilogue, GroupedGemmParams};
 
@@ -107,6 +108,58 @@ pub unsafe fn tile_job(
             n0: n_tile as usize * bn,
         };
         (job, n_tile < n_tiles && rows != 0)
+    }
+}
+
+/// The block-scale copy one thread issues for every K-tile of a `bn`-column tile that steps
+/// `bk` along K ([`Family::Mma`](crate::tactics::Family::Mma) and
+/// [`Family::Wgmma`](crate::tactics::Family::Wgmma)): the K-tile's `bk / block` K-block rows
+/// of the tile's columns go to shared memory as `[k_block][bn]` in 16-column chunks, thread
+/// `tid` copying chunk `tid` if there is one. Worked out once per tile.
+pub struct ScaleCopy<const FMT: u32> {
+    /// Source of this thread's chunk at K-tile 0, its destination, and its K-block row.
+    src: u64,
+    dst: u32,
+    row: u32,
+    /// Whether the thread has a chunk whose columns exist.
+    active: bool,
+    /// K-elements per K-tile, and the bytes of scales per K-tile (its rows of all N columns).
+    bk: u32,
+    k_tile_bytes: u64,
+}
+
+impl<const FMT: u32> ScaleCopy<FMT> {
+    /// Thread `tid`'s copy for `job`, a tile of `bn` columns stepping `bk` along K.
+    #[inline(always)]
+    pub fn new(p: &GroupedGemmParams, job: &TileJob, bn: usize, bk: usize, tid: usize) -> Self {
+        let (n, k) = (p.n as usize, p.k as usize);
+        let block = scale_block(FMT);
+        let chunks_per_row = bn / 16;
+        let (row, col) = (tid / chunks_per_row, 16 * (tid % chunks_per_row));
+        ScaleCopy {
+            src: p.w_scales + ((job.group * (k / block) + row) * n + job.n0 + col) as u64,
+            dst: (row * bn + col) as u32,
+            row: row as u32,
+            active: row < bk / block && job.n0 + col < n,
+            bk: bk as u32,
+            k_tile_bytes: ((bk / block) * n) as u64,
+        }
+    }
+
+    /// Issues the copy of K-tile `k_tile` into the stage's scale tile at `s_smem`; K-blocks past
+    /// K are zero-filled (a zero-byte copy reads nothing).
+    ///
+    /// # Safety
+    /// `s_smem` must be a stage's scale tile of the layout, `p` the parameters of `new`.
+    #[inline(always)]
+    pub unsafe fn issue(&self, p: &GroupedGemmParams, s_smem: u32, k_tile: usize) {
+        if self.active {
+            let block = scale_block(FMT) as u32;
+            let bytes = if (k_tile as u32 * self.bk / block + self.row) < p.k / block { 16 } else { 0 };
+            // SAFETY: the destination is inside the scale tile and the source inside the
+            // scales, or the copy reads nothing (this function's contract and `new`).
+            unsafe { cp_async_16(s_smem + self.dst, self.src + k_tile as u64 * self.k_tile_bytes, bytes) };
+        }
     }
 }
 
