@@ -21,7 +21,7 @@ use crate::gemm::{offsets_from_sizes, DeviceWeights, GroupedGemm, GroupedGemmArg
 use crate::moe::kernels::MoeKernels;
 use crate::moe::Preset;
 use crate::rng::SplitMix64;
-use crate::tools::baseline::Baseline;
+use crate::tools::baseline::{Baseline, Bf16Problem};
 use crate::tools::problem::{fill_bf16, graph_us_per_call, median_us, weight_copies_past_l2};
 use crate::Fp4Format;
 
@@ -172,6 +172,10 @@ pub struct BenchRow {
     pub cublas_us: Option<f64>,
     /// cuBLAS time over ours (above 1: we are faster).
     pub speedup_vs_cublas: Option<f64>,
+    /// cuBLAS bf16 grouped baseline (one `cublasGemmGroupedBatchedEx` call), microseconds.
+    pub cublas_grouped_us: Option<f64>,
+    /// The grouped baseline's time over ours (above 1: we are faster).
+    pub speedup_vs_cublas_grouped: Option<f64>,
 }
 
 /// Everything one bench run measured.
@@ -260,26 +264,20 @@ pub fn run(options: &BenchOptions, mut progress: impl FnMut(&BenchRow)) -> Resul
                         let offsets = offsets_from_sizes(&sizes)?;
                         let rows_total = tokens * c.top_k;
                         let offsets_dev = stream.clone_htod(&offsets).during("uploading offsets")?;
-                        let cublas_us = match &baseline {
+                        let (cublas_us, cublas_grouped_us) = match &baseline {
                             Some(baseline) => {
                                 let w = match bf16_weights.take() {
                                     Some(w) => w,
                                     None => fill_bf16(&kernels, &stream, c.experts * n * k, 9)?,
                                 };
-                                let us = baseline.grouped_us(
-                                    &ctx,
-                                    &stream,
-                                    &w,
-                                    &a,
-                                    &mut out,
-                                    &offsets,
-                                    (n, k),
-                                    options.reps,
-                                )?;
+                                let mut problem =
+                                    Bf16Problem { w: &w, a: &a, out: &mut out, offsets: &offsets, shape: (n, k) };
+                                let (looped, grouped) =
+                                    baseline.expert_gemms_us(&ctx, &stream, &mut problem, options.reps)?;
                                 bf16_weights = Some(w);
-                                Some(us)
+                                (Some(looped), Some(grouped))
                             }
-                            None => None,
+                            None => (None, None),
                         };
                         for &budget in &options.budgets {
                             let gemm = GroupedGemm::new(&ctx, budget)?;
@@ -351,6 +349,8 @@ pub fn run(options: &BenchOptions, mut progress: impl FnMut(&BenchRow)) -> Resul
                                     pct_roofline: 100.0 * floor_us / us,
                                     cublas_us,
                                     speedup_vs_cublas: cublas_us.map(|c| c / us),
+                                    cublas_grouped_us,
+                                    speedup_vs_cublas_grouped: cublas_grouped_us.map(|c| c / us),
                                 };
                                 progress(&row);
                                 rows.push(row);

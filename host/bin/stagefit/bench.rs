@@ -43,7 +43,7 @@ pub struct Args {
     /// `heuristic` (none), or a tune cache FILE.
     #[arg(long, value_name = "shipped|heuristic|FILE", default_value = "shipped")]
     tuning: String,
-    /// Leave out the cuBLAS bf16 baseline.
+    /// Leave out the cuBLAS bf16 baselines (per-expert GEMMs in a graph, and one grouped call).
     #[arg(long)]
     no_cublas: bool,
     /// The CUDA device ordinal.
@@ -100,6 +100,8 @@ fn print_row(rows: &mut comfy_table::Table, r: &BenchRow) {
         format!("{:.1}", r.pct_roofline),
         opt(r.cublas_us, 1),
         opt(r.speedup_vs_cublas, 2),
+        opt(r.cublas_grouped_us, 1),
+        opt(r.speedup_vs_cublas_grouped, 2),
     ]);
 }
 
@@ -164,6 +166,8 @@ pub fn run(args: Args) -> anyhow::Result<()> {
             "%roof",
             "cublas_us",
             "vs_cb",
+            "cb_grp_us",
+            "vs_cbg",
         ],
         &[0, 1, 3, 4, 7],
     );
