@@ -1,8 +1,8 @@
 //! The cuBLAS bf16 baselines that `stagefit bench` compares with: the dense bf16 rate of one
 //! 8192³ GEMM, one bf16 GEMM per non-empty expert captured in a CUDA graph, and the same GEMMs in
-//! one grouped call (`cublasGemmGroupedBatchedEx`, one launch as `torch._grouped_mm` makes, with
-//! no libtorch). Built with the
-//! `cublas` feature (on by default); the library itself never uses cuBLAS, so a dependent that
+//! one grouped call (`cublasGemmGroupedBatchedEx`: one call for all experts, as torch's
+//! `_grouped_mm` is, without libtorch). Built with the `cublas` feature (on by default); the
+//! library itself never uses cuBLAS, so a dependent that
 //! turns default features off links no cuBLAS code. Without the feature the baseline has no
 //! values and [`available`] is false, and the bench runs without the baseline.
 
