@@ -2,9 +2,9 @@
 //! loads the kernel issues hit distinct banks.
 
 use stagefit_kernels::layout::{
-    a_chunk, a_fragment_offset, fragment_row, reduce_offset, reduce_row_floats, scale_row_bytes, swap_ab_chunk_offset,
-    w_chunk, w_fragment_offset, wgmma_a_chunk, wgmma_descriptor, wgmma_ring, SmemLayout, REGION_ALIGN,
-    WGMMA_ALIGN_SLACK, WGMMA_SWIZZLE_ATOM,
+    a_chunk, a_ldmatrix_offset, a_ldmatrix_step, fragment_row, reduce_offset, reduce_row_floats, scale_row_bytes,
+    swap_ab_chunk_offset, w_chunk, w_fragment_offset, wgmma_a_chunk, wgmma_descriptor, wgmma_ring, SmemLayout,
+    REGION_ALIGN, WGMMA_ALIGN_SLACK, WGMMA_SWIZZLE_ATOM,
 };
 use stagefit_kernels::tactics::{Family, SWAP_AB_WARP_K, TACTICS};
 
@@ -52,17 +52,18 @@ fn swizzles_permute_each_row() {
 fn fragment_loads_are_free_of_bank_conflicts() {
     for bk in [64, 128] {
         for chunk in 0..bk / 32 {
-            // A: a quarter warp (lanes 8q..8q+8) loads 16 bytes each, at the kernel's own offsets.
-            for quarter in 0..4 {
-                let groups: Vec<_> = (0..8)
-                    .map(|l| {
-                        bank_group(a_fragment_offset(bk, fragment_row(0, quarter * 8 + l), quarter * 8 + l, chunk))
-                    })
-                    .collect();
-                let mut sorted = groups.clone();
-                sorted.sort();
-                sorted.dedup();
-                assert_eq!(sorted.len(), 8, "A bk={bk} chunk={chunk} quarter={quarter}: {groups:?}");
+            // A: `ldmatrix.x4` reads one 8 × 8 matrix per phase, 16 bytes from each of lanes
+            // 8i..8i+8's rows, at the kernel's own offsets, for both steps and 16-row tiles
+            // starting on any multiple of 16.
+            for (step, row0) in [0, 1].into_iter().flat_map(|s| [0, 16, 48].map(move |r| (s, r))) {
+                for matrix in 0..4 {
+                    let lanes = matrix * 8..matrix * 8 + 8;
+                    let offsets: Vec<_> = lanes.map(|l| a_ldmatrix_offset(bk, row0, l, chunk, step)).collect();
+                    let mut groups: Vec<_> = offsets.iter().map(|&o| bank_group(o)).collect();
+                    groups.sort();
+                    groups.dedup();
+                    assert_eq!(groups.len(), 8, "A bk={bk} chunk={chunk} step={step} matrix={matrix}: {offsets:?}");
+                }
             }
             // W: a warp loads 4 bytes per lane, one 16-byte chunk from each of 8 rows.
             let mut groups: Vec<_> =
@@ -70,6 +71,29 @@ fn fragment_loads_are_free_of_bank_conflicts() {
             groups.sort();
             groups.dedup();
             assert_eq!(groups.len(), 8, "W bk={bk} chunk={chunk}");
+        }
+    }
+}
+
+#[test]
+fn ldmatrix_addresses_step_by_xor_and_add_on_aligned_tiles() {
+    for bk in [64, 128] {
+        for row0 in (0..128).step_by(16) {
+            for lane in 0..32 {
+                let first = a_ldmatrix_offset(bk, row0, lane, 0, 0);
+                for chunk in 0..bk / 32 {
+                    for step in 0..2 {
+                        let (flip, add) = a_ldmatrix_step(chunk, step);
+                        for base in [0, 128, 4096 + 384] {
+                            assert_eq!(
+                                ((base + first) ^ flip) + add,
+                                base + a_ldmatrix_offset(bk, row0, lane, chunk, step),
+                                "bk={bk} row0={row0} lane={lane} chunk={chunk} step={step} base={base}"
+                            );
+                        }
+                    }
+                }
+            }
         }
     }
 }

@@ -1,5 +1,6 @@
 //! The packed code layout and the scale arithmetic of `stagefit_kernels::packing`, on the CPU:
-//! packing is a bijection, each pair comes out of its rotations on the template's bits, and
+//! packing is a bijection, each device word's pairs are the chunk's K-elements that
+//! `chunk_pair_k` names and come out of their rotations on the template's bits, and
 //! the kernels' bf16 arithmetic (emulated exactly in f32) gives `value · scale · 2^-shift`
 //! for every code and every scale the host accepts.
 
@@ -25,11 +26,27 @@ fn random_words(count: usize) -> Vec<u32> {
     words
 }
 
+fn random_chunks(count: usize) -> Vec<[u32; 4]> {
+    let words = random_words(4 * count);
+    let mut chunks: Vec<[u32; 4]> = words.chunks_exact(4).map(|w| [w[0], w[1], w[2], w[3]]).collect();
+    // Every single set bit, in every word of a chunk.
+    chunks.extend((0..128).map(|b| {
+        let mut chunk = [0u32; 4];
+        chunk[b / 32] = 1 << (b % 32);
+        chunk
+    }));
+    chunks
+}
+
 #[test]
 fn packing_is_a_bijection() {
     for natural in random_words(100_000) {
         assert_eq!(unpack_word(pack_word(natural)), natural, "{natural:#010x}");
         assert_eq!(pack_word(unpack_word(natural)), natural, "{natural:#010x}");
+    }
+    for natural in random_chunks(25_000) {
+        assert_eq!(unpack_chunk(pack_chunk(natural)), natural, "{natural:08x?}");
+        assert_eq!(pack_chunk(unpack_chunk(natural)), natural, "{natural:08x?}");
     }
     let mut bytes: Vec<u8> = (0..64u32).map(|i| (i * 37 + 5) as u8).collect();
     let original = bytes.clone();
@@ -48,6 +65,31 @@ fn each_pair_comes_out_on_the_template() {
             let odd = (natural >> (8 * pair + 4)) & 0xF;
             let expected = template_of(even) | (template_of(odd) << 16);
             assert_eq!(template_pair(packed, pair), expected, "word {natural:#010x} pair {pair}");
+        }
+    }
+}
+
+/// The code of K-element `k` (0..32) of a natural chunk.
+fn natural_code(chunk: [u32; 4], k: usize) -> u32 {
+    (chunk[k / 8] >> (4 * (k % 8))) & 0xF
+}
+
+#[test]
+fn device_words_hold_the_fragment_k_order() {
+    // Lane t of a quad takes word t: its pairs 0 and 1 are K-elements 2t and 2t + 8, pairs
+    // 2 and 3 are 16 + 2t and 24 + 2t, as the m16n8k16 and wgmma fragments number K.
+    for word in 0..4 {
+        let ks: Vec<usize> = (0..4).map(|pair| chunk_pair_k(word, pair)).collect();
+        assert_eq!(ks, [2 * word, 2 * word + 8, 2 * word + 16, 2 * word + 24], "word {word}");
+    }
+    for natural in random_chunks(25_000) {
+        for (word, packed) in pack_chunk(natural).into_iter().enumerate() {
+            for pair in 0..4 {
+                let k = chunk_pair_k(word, pair);
+                let expected =
+                    template_of(natural_code(natural, k)) | (template_of(natural_code(natural, k + 1)) << 16);
+                assert_eq!(template_pair(packed, pair), expected, "{natural:08x?} word {word} pair {pair}");
+            }
         }
     }
 }

@@ -110,11 +110,12 @@ impl SmemLayout {
 
 /// Physical 16-byte chunk of logical chunk `chunk` in row `row` of an A tile.
 ///
-/// A fragment loads read chunks `4q..4q+4` of rows `r` and `r+1` in one quarter warp; flipping
-/// bit 2 on odd rows puts the two rows in different halves of the 32 banks.
+/// `ldmatrix` reads the same chunk of 8 consecutive rows in one phase; rows are 128 or 256
+/// bytes, so XOR-ing the chunk's low three bits with the row's place among 8 puts the 8 rows
+/// in the 8 different 16-byte bank groups.
 #[inline]
 pub const fn a_chunk(row: usize, chunk: usize) -> usize {
-    chunk ^ ((row & 1) << 2)
+    chunk ^ (row % 8)
 }
 
 /// Physical 16-byte chunk of logical chunk `chunk` in row `row` of a W tile with `bk` K-elements.
@@ -129,24 +130,37 @@ pub const fn w_chunk(bk: usize, row: usize, chunk: usize) -> usize {
     chunk ^ ((row / rows_per_line) % chunks_per_row)
 }
 
-/// The tile row whose fragment elements lane `lane` of a warp loads, for fragment rows from
-/// `row0`: the MMA fragment's lane map (rows `+8` are one 8-row step further).
+/// The W tile row whose fragment elements lane `lane` of a warp loads, for fragment rows from
+/// `row0`: the MMA fragment's lane map.
 #[inline]
 pub const fn fragment_row(row0: usize, lane: usize) -> usize {
     row0 + lane / 4
 }
 
-/// Byte offset, in a stage's A tile of `bk` K-elements, of the 16 bytes lane `lane` loads from
-/// its fragment row `row` ([`fragment_row`]) in 32-element K-chunk `chunk`: physical
-/// K-elements `8·(lane % 4)..+8` of the chunk.
+/// Byte offset, in a stage's A tile of `bk` K-elements, of the 16-byte row piece lane `lane`
+/// points `ldmatrix.x4` at for MMA step `step` (0 or 1) of 32-element K-chunk `chunk`, in the
+/// 16-row MMA tile whose first row is `row0` (a multiple of 8): row `row0 + lane % 16`,
+/// K-elements `32·chunk + 16·step + 8·(lane / 16)..+8`. The four 8 × 8 matrices then come back
+/// as the m16n8k16 A fragment's registers (rows 0-7 and 8-15 at K 0-7, then at K 8-15).
 #[inline]
-pub const fn a_fragment_offset(bk: usize, row: usize, lane: usize, chunk: usize) -> usize {
-    row * bk * 2 + a_chunk(row, chunk * 4 + lane % 4) * CHUNK_BYTES
+pub const fn a_ldmatrix_offset(bk: usize, row0: usize, lane: usize, chunk: usize, step: usize) -> usize {
+    let row = row0 + lane % 16;
+    row * bk * 2 + a_chunk(row, 4 * chunk + 2 * step + lane / 16) * CHUNK_BYTES
 }
 
-/// Byte offset, in a stage's W tile of `bk` K-elements, of the 4 bytes (8 packed codes) lane
-/// `lane` loads from its fragment row `row` ([`fragment_row`]) in K-chunk `chunk`: physical
-/// K-elements `8·(lane % 4)..+8` of the chunk.
+/// How [`a_ldmatrix_offset`] moves from chunk 0, step 0 to `(chunk, step)`: XOR the first
+/// offset with `.0`, then add `.1`. Rows start on 128-byte boundaries, so the swizzle only
+/// flips bits 4-6 of an offset; on a 128-byte aligned tile the same holds for addresses, which
+/// lets a lane keep one base address and reach every step with an XOR and an immediate.
+#[inline]
+pub const fn a_ldmatrix_step(chunk: usize, step: usize) -> (usize, usize) {
+    let first = 4 * chunk + 2 * step;
+    ((first % 8) * CHUNK_BYTES, (first / 8) * 8 * CHUNK_BYTES)
+}
+
+/// Byte offset, in a stage's W tile of `bk` K-elements, of the 4 bytes (device word `lane % 4`,
+/// 8 codes) lane `lane` loads from its fragment row `row` ([`fragment_row`]) in K-chunk
+/// `chunk` (see `crate::packing` for the K-elements the word holds).
 #[inline]
 pub const fn w_fragment_offset(bk: usize, row: usize, lane: usize, chunk: usize) -> usize {
     row * (bk / 2) + w_chunk(bk, row, chunk) * CHUNK_BYTES + 4 * (lane % 4)

@@ -3,14 +3,22 @@
 //!
 //! # Codes
 //! Host buffers hold codes in the natural order: byte `j` of a 4-byte word holds K-elements
-//! `2j` (low nibble) and `2j + 1`. The kernels take one such word per thread and need its
-//! four element pairs as bf16x2 values. A pair is cheap to decode when its two codes already
-//! sit on the bits of the *template* [`PAIR_TEMPLATE`]: code bits `m e0 e1` on bf16 bits
-//! 6..8 and the sign on bit 15, for the low half, and the same 16 bits higher for the high
-//! half. That bf16 is the e2m1 value times 2^-126 (the e = 0 code 0.5 lands on a subnormal,
-//! as it must). [`pack_word`] moves the 32 bits of a natural word so that pair `p` comes out
-//! of a rotation and a mask ([`PAIR_SOURCES`]); pairs 0-2 need one rotation each, pair 3 two
-//! (no four rotations of the template tile 32 bits). [`unpack_word`] is its inverse.
+//! `2j` (low nibble) and `2j + 1`, and a 16-byte chunk (four words) one row's 32 K-elements.
+//! On the device every chunk is *lane-ready*: its word `j` holds K-element pair `j` of each of
+//! the four natural words, so pair `p` of device word `j` is K-elements `8p + 2j` and
+//! `8p + 2j + 1` of the chunk ([`chunk_pair_k`]). That is the K order of a tensor-core weight
+//! fragment (`mma` m16n8k16 and `wgmma` alike): lane `t` of a quad takes word `t` and finds the
+//! K-elements `2t` and `2t + 8` of the chunk's first 16 in pairs 0 and 1, those of its second
+//! 16 in pairs 2 and 3, each on fixed bits, so no lane selects pairs at run time.
+//!
+//! Inside a word a pair is cheap to decode when its two codes already sit on the bits of the
+//! *template* [`PAIR_TEMPLATE`]: code bits `m e0 e1` on bf16 bits 6..8 and the sign on bit 15,
+//! for the low half, and the same 16 bits higher for the high half. That bf16 is the e2m1
+//! value times 2^-126 (the e = 0 code 0.5 lands on a subnormal, as it must). [`pack_word`]
+//! moves the 32 bits of a word so that pair `p` comes out of a rotation and a mask
+//! ([`PAIR_SOURCES`]); pairs 0-2 need one rotation each, pair 3 two (no four rotations of the
+//! template tile 32 bits). [`pack_chunk`] does both steps for a chunk and [`unpack_chunk`]
+//! inverts them.
 //!
 //! # Chunks
 //! The codes of a group (`n` weight rows of `k / 2` bytes) are stored as 16-byte chunks (one
@@ -92,7 +100,8 @@ const _: () = {
     }
 };
 
-/// A natural word (8 codes, element `i` in bits `4i..4i+4`) in the kernels' packed layout.
+/// A word's 8 codes (element `i` in bits `4i..4i+4`) moved onto the template's bits, pair `p`
+/// (elements `2p`, `2p + 1`) where [`template_pair`] reads it.
 pub const fn pack_word(natural: u32) -> u32 {
     let mut packed = 0;
     let mut b = 0;
@@ -103,7 +112,7 @@ pub const fn pack_word(natural: u32) -> u32 {
     packed
 }
 
-/// The natural word of a packed one (the inverse of [`pack_word`]).
+/// The word of a packed one (the inverse of [`pack_word`]).
 pub const fn unpack_word(packed: u32) -> u32 {
     let mut natural = 0;
     let mut b = 0;
@@ -114,21 +123,59 @@ pub const fn unpack_word(packed: u32) -> u32 {
     natural
 }
 
-/// Packs natural codes in place, word by word (`codes.len()` must be a multiple of 4, as
-/// every row of `K / 2` bytes is for `K % 32 == 0`).
+/// The K-element, inside its 32-element chunk, of the low code of pair `pair` of device word
+/// `word` (see the module docs; the high code is the next K-element).
+pub const fn chunk_pair_k(word: usize, pair: usize) -> usize {
+    8 * pair + 2 * word
+}
+
+/// The 4 × 4 transpose of a chunk's bytes: byte `j` of word `w` becomes byte `w` of word `j`
+/// (its own inverse).
+const fn transpose_bytes(words: [u32; 4]) -> [u32; 4] {
+    let mut out = [0u32; 4];
+    let mut j = 0;
+    while j < 4 {
+        let mut w = 0;
+        while w < 4 {
+            out[j] |= ((words[w] >> (8 * j)) & 0xFF) << (8 * w);
+            w += 1;
+        }
+        j += 1;
+    }
+    out
+}
+
+/// A natural chunk (four words, 32 K-elements of one row) in the device layout: pair `j` of
+/// each natural word gathered into word `j` ([`chunk_pair_k`]), each word then [`pack_word`]ed.
+pub const fn pack_chunk(natural: [u32; 4]) -> [u32; 4] {
+    let [a, b, c, d] = transpose_bytes(natural);
+    [pack_word(a), pack_word(b), pack_word(c), pack_word(d)]
+}
+
+/// The natural chunk of a device one (the inverse of [`pack_chunk`]).
+pub const fn unpack_chunk(packed: [u32; 4]) -> [u32; 4] {
+    let [a, b, c, d] = packed;
+    transpose_bytes([unpack_word(a), unpack_word(b), unpack_word(c), unpack_word(d)])
+}
+
+/// Packs natural codes in place, chunk by chunk ([`pack_chunk`]; `codes.len()` must be a
+/// multiple of 16, as every row of `K / 2` bytes is for `K % 32 == 0`).
 pub fn pack_codes(codes: &mut [u8]) {
-    map_words(codes, pack_word);
+    map_chunks(codes, pack_chunk);
 }
 
 /// Unpacks packed codes in place (the inverse of [`pack_codes`]).
 pub fn unpack_codes(codes: &mut [u8]) {
-    map_words(codes, unpack_word);
+    map_chunks(codes, unpack_chunk);
 }
 
-fn map_words(codes: &mut [u8], f: fn(u32) -> u32) {
-    for word in codes.chunks_exact_mut(4) {
-        let mapped = f(u32::from_le_bytes([word[0], word[1], word[2], word[3]]));
-        word.copy_from_slice(&mapped.to_le_bytes());
+fn map_chunks(codes: &mut [u8], f: fn([u32; 4]) -> [u32; 4]) {
+    for chunk in codes.chunks_exact_mut(CODE_CHUNK_BYTES) {
+        let word = |i: usize| u32::from_le_bytes([chunk[4 * i], chunk[4 * i + 1], chunk[4 * i + 2], chunk[4 * i + 3]]);
+        let mapped = f([word(0), word(1), word(2), word(3)]);
+        for (bytes, word) in chunk.chunks_exact_mut(4).zip(mapped) {
+            bytes.copy_from_slice(&word.to_le_bytes());
+        }
     }
 }
 

@@ -4,9 +4,9 @@
 ///
 /// Pointers are device addresses (`CUdeviceptr`). Layouts:
 /// - `a`: bf16 `[offsets[groups], k]`, row-major; group `g` owns rows `offsets[g]..offsets[g+1]`;
-/// - `w`: u8 `[groups, n, k/2]`, e2m1 codes in 4-byte words packed by
-///   [`crate::packing::pack_word`] (unpacked, byte `j` of a word holds K-elements `2j` in
-///   its low nibble and `2j + 1`), each group's 16-byte chunks in the strip order of
+/// - `w`: u8 `[groups, n, k/2]`, e2m1 codes in 16-byte chunks (32 K-elements of a row) made
+///   lane-ready by [`crate::packing::pack_chunk`] (unpacked, byte `j` of a word holds
+///   K-elements `2j` in its low nibble and `2j + 1`), each group's chunks in the strip order of
 ///   [`crate::packing::code_chunk_offset`];
 /// - `w_scales`: u8 `[groups, k/block, n]` (block 16 e4m3 for NVFP4, 32 e8m0 for MXFP4):
 ///   scale-row major, so that one K-block's scales for consecutive `n` are contiguous;
@@ -207,7 +207,7 @@ pub const PACK_BLOCK: usize = 256;
 
 /// Arguments of the weight-packing kernel: the natural codes at `src` (u8 `[groups, n, k/2]`,
 /// row-major, as host buffers and checkpoints hold them) written to `dst` in the kernels'
-/// layout (each word packed by [`crate::packing::pack_word`], each group's 16-byte chunks at
+/// layout (each 16-byte chunk packed by [`crate::packing::pack_chunk`], each group's chunks at
 /// [`crate::packing::code_chunk_offset`]). `n` is a multiple of
 /// [`crate::packing::STRIP_ROWS`], `k` of 32; `src` and `dst` do not overlap.
 #[repr(C)]

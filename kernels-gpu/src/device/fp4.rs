@@ -7,8 +7,6 @@
 
 use super::ptx::fma_bf16x2;
 use crate::format::NVFP4;
-#[cfg(stagefit_wgmma)]
-use crate::packing::PAIR_SOURCES;
 use crate::packing::{bf16_pow2, e4m3_scaled_down_bits, e8m0_factor_bits, template_pair, E4M3_STEP};
 
 /// bf16 -0.0 in both lanes: the additive identity that keeps the sign of a zero product.
@@ -17,56 +15,27 @@ const NEG_ZERO_X2: u32 = 0x8000_8000;
 /// `2^E4M3_STEP` in both bf16 lanes.
 const E4M3_STEP_X2: u32 = bf16_pow2(E4M3_STEP) * 0x0001_0001;
 
-/// Dequantizes the eight packed e2m1 codes of `word` times `factor_x2` (a block scale as
-/// [`scale_factor_x2`] returns it) into four bf16x2 operands; result `p` holds K-elements
-/// `2p` (low half) and `2p + 1` of the word, times `2^-ACCUMULATOR_SHIFT`.
+/// Pair `pair` of a packed `word` times `factor_x2` (a block scale as [`scale_factor_x2`]
+/// returns it): one bf16x2 operand, times `2^-ACCUMULATOR_SHIFT`.
 #[inline(always)]
-pub fn dequant_word(word: u32, factor_x2: u32) -> [u32; 4] {
+pub fn dequant_pair(word: u32, pair: usize, factor_x2: u32) -> u32 {
+    fma_bf16x2(template_pair(word, pair), factor_x2, NEG_ZERO_X2)
+}
+
+/// Dequantizes the eight codes of a device word (see [`crate::packing`]) into four bf16x2
+/// operands times `2^-ACCUMULATOR_SHIFT`, result `p` being pair `p`: pairs 0 and 1 (the chunk's first 16 K-elements) times
+/// `factors_x2[0]`, pairs 2 and 3 (its second 16) times `factors_x2[1]`. MXFP4 passes one
+/// factor twice (a 32-element block per chunk), NVFP4 those of its two 16-element blocks (each
+/// as [`scale_factor_x2`] returns it).
+#[inline(always)]
+pub fn dequant_word(word: u32, factors_x2: [u32; 2]) -> [u32; 4] {
     let mut out = [0u32; 4];
     let mut pair = 0;
     while pair < 4 {
-        out[pair] = fma_bf16x2(template_pair(word, pair), factor_x2, NEG_ZERO_X2);
+        out[pair] = dequant_pair(word, pair, factors_x2[pair / 2]);
         pair += 1;
     }
     out
-}
-
-/// How one pair of a packed word is read when the pair is known only at run time: the two
-/// rotations and masks of [`PAIR_SOURCES`], kept in registers (the `wgmma` family's lanes
-/// each keep one pair of every word).
-#[cfg(stagefit_wgmma)]
-#[derive(Clone, Copy)]
-pub struct PairSource {
-    rotations: [u32; 2],
-    masks: [u32; 2],
-}
-
-#[cfg(stagefit_wgmma)]
-impl PairSource {
-    /// The source of pair `pair` (below 4) of every word.
-    #[inline(always)]
-    pub fn new(pair: usize) -> PairSource {
-        let mut source = PairSource { rotations: [0; 2], masks: [0; 2] };
-        let mut p = 0;
-        while p < 4 {
-            if p == pair {
-                let [(r0, m0), (r1, m1)] = PAIR_SOURCES[p];
-                source = PairSource { rotations: [r0, r1], masks: [m0, m1] };
-            }
-            p += 1;
-        }
-        source
-    }
-
-    /// This pair of `word` (K-elements `2·pair`, `2·pair + 1` of its eight) times `factor_x2`,
-    /// as [`dequant_word`] computes it.
-    #[inline(always)]
-    pub fn dequant(self, word: u32, factor_x2: u32) -> u32 {
-        let [r0, r1] = self.rotations;
-        let [m0, m1] = self.masks;
-        let template = (word.rotate_left(r0) & m0) | (word.rotate_left(r1) & m1);
-        fma_bf16x2(template, factor_x2, NEG_ZERO_X2)
-    }
 }
 
 /// `scale · 2^SCALE_FACTOR_EXP` in both bf16 lanes, for a block-scale byte: a non-negative

@@ -14,12 +14,12 @@
 //! 16-byte `ld.shared` of A, 4-byte `ld.shared` of packed e2m1 (see [`crate::packing`]),
 //! dequantization to bf16 in registers, and `mma.sync` m16n8k16 with f32 accumulation.
 //!
-//! # K order inside a 32-element chunk
-//! The products of one K-chunk may be summed in any order, as long as A and W pair the same
-//! K indices. Thread `t` of a quad (lane % 4) takes physical K-elements `8t..8t+8` of the
-//! chunk: one u32 of packed e2m1 (bytes 2s and 2s+1 feed MMA step s as B registers b0, b1)
-//! and one 16-byte load of A per row (words 2s and 2s+1 feed a0a1 and a4a5 of step s). Each
-//! pair of registers in an MMA step thus meets the same physical K indices.
+//! # K order
+//! Both operands take K in order, as the m16n8k16 fragments define it. A comes by
+//! `ldmatrix.x4` (one 16 × 16 fragment per MMA step, [`a_ldmatrix_offset`]); for W, lane
+//! `4g + t` loads device word `t` of its weight row's 32-element chunk, whose pairs 0 and 1
+//! are K-elements `2t` and `2t + 8` of the chunk's first 16 (step 0's b0 and b1) and pairs 2
+//! and 3 those of its second 16 (step 1's), as [`crate::packing`] lays them out.
 
 use super::fp4::{dequant_word, scale_factor_x2};
 use super::ptx::*;
@@ -27,8 +27,8 @@ use super::scheduler::{build_tile_table, total_tiles};
 use super::tiles::{output_scale, prefetch_bias, store_pair, tile_job, ScaleCopy, TileJob};
 use crate::format::NVFP4;
 use crate::layout::{
-    a_chunk, a_fragment_offset, fragment_row, w_chunk, w_fragment_offset, RegionAligned, SmemLayout, CHUNK_BYTES,
-    MAX_GROUPS,
+    a_chunk, a_ldmatrix_offset, a_ldmatrix_step, fragment_row, w_chunk, w_fragment_offset, RegionAligned, SmemLayout,
+    CHUNK_BYTES, MAX_GROUPS,
 };
 use crate::packing::{strip_bytes, strip_chunk_offset, MAX_K, STRIP_ROWS};
 use crate::params::GroupedGemmParams;
@@ -307,7 +307,7 @@ impl<const FMT: u32, const BK: usize> TileCopies<FMT, BK> {
 /// Multiplies the A and W tiles of one stage into the warp's accumulators.
 ///
 /// Every shared address is a per-thread base plus a compile-time offset: the swizzles depend
-/// only on the lane (row parity for A, the row's bank line for W), not on the MMA tile.
+/// only on the lane (the row within 8 for A, the row's bank line for W), not on the MMA tile.
 #[inline(always)]
 unsafe fn compute_stage<
     const FMT: u32,
@@ -327,45 +327,39 @@ unsafe fn compute_stage<
     unsafe {
         let (warp, lane) = (tid / 32, tid % 32);
         let (warp_m, warp_n) = (warp / WARPS_N, warp % WARPS_N);
-        let quad_lane = lane % 4;
         let bn = tile.bn();
-        let a_row0 = fragment_row(warp_m * MMA_M * 16, lane);
+        // The A tile is 128-byte aligned (a region of the layout).
+        let a_lane = a_smem + a_ldmatrix_offset(BK, warp_m * MMA_M * 16, lane, 0, 0) as u32;
         let w_row0 = fragment_row(warp_n * MMA_N * 8, lane);
 
         let mut chunk = 0;
         while chunk < BK / 32 {
-            // A: rows r and r+8 of each 16-row MMA tile, physical K 8t..8t+8 of this chunk.
-            let a_base = a_smem + a_fragment_offset(BK, a_row0, lane, chunk) as u32;
-            let mut a = [[[0u32; 4]; 2]; MMA_M];
-            let mut mt = 0;
-            while mt < MMA_M {
-                a[mt][0] = ld_shared_v4(a_base + (mt * 16 * BK * 2) as u32);
-                a[mt][1] = ld_shared_v4(a_base + ((mt * 16 + 8) * BK * 2) as u32);
-                mt += 1;
-            }
-            // A fragments of both MMA steps, built once per chunk and reused by every column tile.
+            // A: the 16 × 16 fragment of each 16-row MMA tile and step, one `ldmatrix` each.
             let mut frag_a = [[[0u32; 4]; 2]; MMA_M];
-            let mut mt = 0;
-            while mt < MMA_M {
-                let mut step = 0;
-                while step < 2 {
-                    frag_a[mt][step] =
-                        [a[mt][0][2 * step], a[mt][1][2 * step], a[mt][0][2 * step + 1], a[mt][1][2 * step + 1]];
-                    step += 1;
+            let mut step = 0;
+            while step < 2 {
+                let (flip, add) = a_ldmatrix_step(chunk, step);
+                let a_base = (a_lane ^ flip as u32) + add as u32;
+                let mut mt = 0;
+                while mt < MMA_M {
+                    frag_a[mt][step] = ldmatrix_x4(a_base + (mt * 16 * BK * 2) as u32);
+                    mt += 1;
                 }
-                mt += 1;
+                step += 1;
             }
-            // W: one packed u32 (8 codes, physical K 8t..8t+8) per 8-column MMA tile, all
-            // dequantized first so that each A fragment stays in place for every column tile.
+            // W: one device word (8 codes) per 8-column MMA tile, all dequantized first so that
+            // each A fragment stays in place for every column tile. NVFP4: pairs 0-1 and 2-3
+            // are the chunk's two 16-element scale blocks.
             let w_base = w_smem + w_fragment_offset(BK, w_row0, lane, chunk) as u32;
-            let scale_row = if FMT == NVFP4 { chunk * 2 + quad_lane / 2 } else { chunk };
-            let s_base = s_smem + (scale_row * bn + w_row0) as u32;
+            let s_base = s_smem + ((if FMT == NVFP4 { 2 * chunk } else { chunk }) * bn + w_row0) as u32;
             let mut b = [[0u32; 4]; MMA_N];
             let mut nt = 0;
             while nt < MMA_N {
                 let word = ld_shared_u32(w_base + (nt * 8 * (BK / 2)) as u32);
-                let scale = ld_shared_u8(s_base + (nt * 8) as u32);
-                b[nt] = dequant_word(word, scale_factor_x2::<FMT>(scale));
+                let scale = s_base + (nt * 8) as u32;
+                let first = scale_factor_x2::<FMT>(ld_shared_u8(scale));
+                let second = if FMT == NVFP4 { scale_factor_x2::<FMT>(ld_shared_u8(scale + bn as u32)) } else { first };
+                b[nt] = dequant_word(word, [first, second]);
                 nt += 1;
             }
             let mut step = 0;

@@ -135,6 +135,26 @@ pub unsafe fn ld_shared_v4(addr: u32) -> [u32; 4] {
     }
 }
 
+/// `ldmatrix.sync.aligned.m8n8.x4.shared.b16`: lanes `8i..8i + 8` give the 16-byte rows of
+/// matrix `i`, and register `i` of lane `4r + c` comes back holding row `r`, elements `2c`,
+/// `2c + 1` of matrix `i`.
+///
+/// # Safety
+/// `addr` must be a 16-byte aligned shared address inside the block's allocation, and every
+/// lane of the warp must execute the call.
+#[inline(always)]
+pub unsafe fn ldmatrix_x4(addr: u32) -> [u32; 4] {
+    // SAFETY: the caller upholds this function's `# Safety` contract, which is the instruction's.
+    unsafe {
+        let (x, y, z, w): (u32, u32, u32, u32);
+        asm!(
+            "ldmatrix.sync.aligned.m8n8.x4.shared.b16 {{{0}, {1}, {2}, {3}}}, [{4}];",
+            out(reg32) x, out(reg32) y, out(reg32) z, out(reg32) w, in(reg32) addr
+        );
+        [x, y, z, w]
+    }
+}
+
 /// `ld.shared.v2.u32`.
 ///
 /// # Safety

@@ -19,12 +19,13 @@
 //!
 //! # K order
 //! Lane `4g + t` of a warp takes K-elements `32t..32t + 32` of the warp's 128: one 16-byte
-//! chunk of codes (4 packed words) of each of its weight rows `g` and `g + 8`, and 64 bytes of
-//! its activation row `g`. MMA step `s` (of 8) takes word `s / 2` of each weight row, pairs
-//! `2·(s % 2)` and `2·(s % 2) + 1` of it (physical K `32t + 4s..+4`), and activation words `2s`
-//! and `2s + 1` (the same four K-elements): A and B pair the same physical K everywhere.
+//! chunk of codes (4 device words) of each of its weight rows `g` and `g + 8`, and 64 bytes of
+//! its activation row `g`, as 16 pairs. Its MMA steps take device word `j`'s pairs `2h` and
+//! `2h + 1` (K-elements `16h + 2j` and `16h + 8 + 2j` of the lane's 32,
+//! `crate::packing::chunk_pair_k`) with activation pairs `8h + j` and `8h + 4 + j`, the same
+//! physical K: every index is a compile-time constant.
 
-use super::fp4::{dequant_word, scale_factor_x2};
+use super::fp4::{dequant_pair, scale_factor_x2};
 use super::ptx::*;
 use super::tiles::{output_scale, prefetch_bias, store_pair, BlockTiles, TileJob};
 use crate::format::{scale_block, NVFP4};
@@ -335,15 +336,23 @@ unsafe fn compute_stage<
                 f[sb] = [scale_factor_x2::<FMT>(ld_shared_u8(s_row)), scale_factor_x2::<FMT>(ld_shared_u8(s_row + 8))];
                 sb += 1;
             }
-            let mut w = 0;
-            while w < 4 {
-                let [f_lo, f_hi] = f[w * blocks_per_lane / 4];
-                let d_lo = dequant_word(lo[w], f_lo);
-                let d_hi = dequant_word(hi[w], f_hi);
+            // Pair `p` of every word: the lane's K-elements `8p..8p + 8` (`chunk_pair_k`),
+            // steps `2p` and `2p + 1`; NVFP4's pairs 0-1 and 2-3 are in its two scale blocks.
+            let mut p = 0;
+            while p < 4 {
+                let [f_lo, f_hi] = f[p * blocks_per_lane / 4];
+                let mut d_lo = [0u32; 4];
+                let mut d_hi = [0u32; 4];
+                let mut j = 0;
+                while j < 4 {
+                    d_lo[j] = dequant_pair(lo[j], p, f_lo);
+                    d_hi[j] = dequant_pair(hi[j], p, f_hi);
+                    j += 1;
+                }
                 let mut h = 0;
                 while h < 2 {
                     let a = [d_lo[2 * h], d_hi[2 * h], d_lo[2 * h + 1], d_hi[2 * h + 1]];
-                    let s = 2 * w + h;
+                    let s = 2 * p + h;
                     let mut nt = 0;
                     while nt < MMA_M {
                         acc[mt][nt] = mma_bf16_m16n8k16(acc[mt][nt], a, [b[nt][2 * s], b[nt][2 * s + 1]]);
@@ -351,7 +360,7 @@ unsafe fn compute_stage<
                     }
                     h += 1;
                 }
-                w += 1;
+                p += 1;
             }
             mt += 1;
         }

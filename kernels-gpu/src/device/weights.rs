@@ -1,9 +1,9 @@
 //! Weight preparation on the device: natural FP4 codes into the kernels' layout, the same
 //! transformation as the host's `order_chunks` followed by `pack_codes`, from the same
-//! formulas ([`pack_word`], [`code_chunk_offset`]).
+//! formulas ([`pack_chunk`], [`code_chunk_offset`]).
 
 use super::ptx::*;
-use crate::packing::{code_chunk_offset, pack_word};
+use crate::packing::{code_chunk_offset, pack_chunk};
 use crate::params::{PackParams, PACK_BLOCK};
 
 /// Bytes of one chunk of codes: 32 K-elements of one row, one 16-byte load.
@@ -30,10 +30,7 @@ pub unsafe fn pack(p: &PackParams) {
         // 16-byte aligned (the launcher's contract, and every offset a multiple of 16).
         unsafe {
             let words = ld_global_nc_v4(p.src + i * CHUNK_BYTES);
-            st_global_v4(
-                p.dst + to,
-                [pack_word(words[0]), pack_word(words[1]), pack_word(words[2]), pack_word(words[3])],
-            );
+            st_global_v4(p.dst + to, pack_chunk(words));
         }
         i += stride;
     }

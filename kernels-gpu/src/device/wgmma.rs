@@ -19,15 +19,13 @@
 //! ahead; with 2 STAGES each group is waited for at once and the copies run one stage ahead.
 //!
 //! # K order
-//! The tensor cores read each activation row's K in order, so the weights follow it: in step
-//! `s` lane `4g + t` holds K-elements `16s + 2t, +1` (registers 0, 1: rows `g`, `g + 8`) and
-//! `16s + 8 + 2t, +1` (registers 2, 3) of its warp's rows, i.e. pair `t` of packed words
-//! `2s % 4` and `2s % 4 + 1` of the rows' code chunk `s / 2`. Every lane therefore reads whole
-//! 16-byte chunks of its two rows and keeps one pair of each word ([`PairSource`]). (Copying
-//! the activations 4 bytes at a time in an order that gives each lane one whole word was
-//! slower: `docs/perf-notes.md`, wgmma v2.)
+//! The tensor cores read each activation row's K in order, and the device words follow it
+//! (`crate::packing`): in step `s` lane `4g + t` holds K-elements `16s + 2t, +1` (registers
+//! 0, 1: rows `g`, `g + 8`) and `16s + 8 + 2t, +1` (registers 2, 3) of its warp's rows, which
+//! are pairs `2·(s % 2)` and `2·(s % 2) + 1` of device word `t` of the rows' code chunk
+//! `s / 2`. Every lane therefore loads one word per row and chunk and uses all of it.
 
-use super::fp4::{scale_factor_x2, PairSource};
+use super::fp4::{dequant_word, scale_factor_x2};
 use super::ptx::*;
 use super::tiles::{output_scale, prefetch_bias, store_pair, BlockTiles, ScaleCopy, TileJob};
 use crate::format::NVFP4;
@@ -224,10 +222,9 @@ unsafe fn wgmma_m64k16<const MMA_M: usize>(acc: &mut [[f32; 4]; MMA_M], a: [u32;
 
 /// Where one thread reads its weight codes and scales in a stage, worked out once.
 struct WeightReader {
-    /// Byte offsets in the W tile of the thread's rows `16·warp + g` and `+ 8`.
+    /// Byte offsets in the W tile of device word `t` (`t = lane % 4`) of the thread's rows
+    /// `16·warp + g` and `+ 8`.
     rows: [u32; 2],
-    /// The pair of every word this lane keeps (`t = lane % 4`).
-    pair: PairSource,
     /// Offset in the scale tile of row `16·warp + g`, and the bytes of one K-block's row.
     scale: u32,
     scale_row_bytes: u32,
@@ -238,10 +235,9 @@ impl WeightReader {
     fn new(tid: usize, bn: usize) -> WeightReader {
         let (warp, lane) = (tid / 32, tid % 32);
         let row = 16 * warp + lane / 4;
-        let row_bytes = WGMMA_BK / 2;
+        let (row_bytes, word) = (WGMMA_BK / 2, 4 * (lane % 4));
         WeightReader {
-            rows: [(row * row_bytes) as u32, ((row + 8) * row_bytes) as u32],
-            pair: PairSource::new(lane % 4),
+            rows: [(row * row_bytes + word) as u32, ((row + 8) * row_bytes + word) as u32],
             scale: row as u32,
             scale_row_bytes: bn as u32,
         }
@@ -258,24 +254,21 @@ impl WeightReader {
         unsafe {
             let mut chunk = 0;
             while chunk < CODE_CHUNKS {
-                let words = [
-                    ld_shared_v4(w_smem + self.rows[0] + (chunk * CHUNK_BYTES) as u32),
-                    ld_shared_v4(w_smem + self.rows[1] + (chunk * CHUNK_BYTES) as u32),
-                ];
+                let at = w_smem + (chunk * CHUNK_BYTES) as u32;
+                let words = [ld_shared_u32(at + self.rows[0]), ld_shared_u32(at + self.rows[1])];
+                // Factors of rows g and g + 8 for the chunk's first and second 16 K-elements:
+                // MXFP4 has one 32-element block per chunk, NVFP4 two.
+                let factor = |k_block: usize| {
+                    let scale = s_smem + k_block as u32 * self.scale_row_bytes + self.scale;
+                    [scale_factor_x2::<FMT>(ld_shared_u8(scale)), scale_factor_x2::<FMT>(ld_shared_u8(scale + 8))]
+                };
+                let first = factor(if FMT == NVFP4 { 2 * chunk } else { chunk });
+                let second = if FMT == NVFP4 { factor(2 * chunk + 1) } else { first };
+                let lo = dequant_word(words[0], [first[0], second[0]]);
+                let hi = dequant_word(words[1], [first[1], second[1]]);
                 let mut half = 0;
                 while half < 2 {
-                    // MXFP4: one 32-element block per chunk; NVFP4: one per half chunk.
-                    let k_block = if FMT == NVFP4 { 2 * chunk + half } else { chunk };
-                    let scale = s_smem + k_block as u32 * self.scale_row_bytes + self.scale;
-                    let factors =
-                        [scale_factor_x2::<FMT>(ld_shared_u8(scale)), scale_factor_x2::<FMT>(ld_shared_u8(scale + 8))];
-                    let (word, step) = (2 * half, 2 * chunk + half);
-                    fragments[step] = [
-                        self.pair.dequant(words[0][word], factors[0]),
-                        self.pair.dequant(words[1][word], factors[1]),
-                        self.pair.dequant(words[0][word + 1], factors[0]),
-                        self.pair.dequant(words[1][word + 1], factors[1]),
-                    ];
+                    fragments[2 * chunk + half] = [lo[2 * half], hi[2 * half], lo[2 * half + 1], hi[2 * half + 1]];
                     half += 1;
                 }
                 chunk += 1;
