@@ -302,6 +302,34 @@ unsafe fn compute_stage<
         let (wn, wk) = (warp / WARPS_K, warp % WARPS_K);
         let (g, t) = (lane / 4, lane % 4);
 
+        // Scales: NVFP4 has two 16-element blocks in a lane's 32 K-elements, MXFP4 one.
+        let blocks_per_lane = if FMT == NVFP4 { 2 } else { 1 };
+        let first_block = (wk * SWAP_AB_WARP_K + 32 * t) / scale_block(FMT);
+        let row_bytes = scale_row_bytes(tile);
+        // Factors of rows g and g + 8 for each of the lane's scale blocks of row block `mt`.
+        let factors_of = |mt: usize| {
+            let col = 8 * 2 * (wn * MMA_N + mt) + g;
+            let mut f = [[0u32; 2]; 2];
+            let mut sb = 0;
+            while sb < blocks_per_lane {
+                let s_row = s_smem + ((first_block + sb) * row_bytes + col) as u32;
+                f[sb] = [scale_factor_x2::<FMT>(ld_shared_u8(s_row)), scale_factor_x2::<FMT>(ld_shared_u8(s_row + 8))];
+                sb += 1;
+            }
+            f
+        };
+        // MXFP4 works out every row block's factors (one load and one multiply each) before the
+        // activation loads, whose latency then covers theirs; NVFP4's (two loads and two bf16
+        // multiplies each) are worked out where they are used, which measured faster
+        // (`docs/perf-notes.md` v15).
+        let early = FMT != NVFP4;
+        let mut factors = [[[0u32; 2]; 2]; MMA_N];
+        let mut mt = 0;
+        while early && mt < MMA_N {
+            factors[mt] = factors_of(mt);
+            mt += 1;
+        }
+
         // B: activation row 8·nt + g, this lane's 32 K-elements as 16 bf16 pairs.
         let mut b = [[0u32; 16]; MMA_M];
         let mut nt = 0;
@@ -318,24 +346,12 @@ unsafe fn compute_stage<
             nt += 1;
         }
 
-        // Scales: NVFP4 has two 16-element blocks in a lane's 32 K-elements, MXFP4 one.
-        let blocks_per_lane = if FMT == NVFP4 { 2 } else { 1 };
-        let first_block = (wk * SWAP_AB_WARP_K + 32 * t) / scale_block(FMT);
-        let row_bytes = scale_row_bytes(tile);
         let mut mt = 0;
         while mt < MMA_N {
             let half = 2 * (wn * MMA_N + mt);
             let lo = ld_shared_v4(w_smem + swap_ab_chunk_offset(WARPS_K, half, wk, lane) as u32);
             let hi = ld_shared_v4(w_smem + swap_ab_chunk_offset(WARPS_K, half + 1, wk, lane) as u32);
-            let col = 8 * half + g;
-            // Factors of rows g and g + 8 for each of the lane's scale blocks.
-            let mut f = [[0u32; 2]; 2];
-            let mut sb = 0;
-            while sb < blocks_per_lane {
-                let s_row = s_smem + ((first_block + sb) * row_bytes + col) as u32;
-                f[sb] = [scale_factor_x2::<FMT>(ld_shared_u8(s_row)), scale_factor_x2::<FMT>(ld_shared_u8(s_row + 8))];
-                sb += 1;
-            }
+            let f = if early { factors[mt] } else { factors_of(mt) };
             // Pair `p` of every word: the lane's K-elements `8p..8p + 8` (`chunk_pair_k`),
             // steps `2p` and `2p + 1`; NVFP4's pairs 0-1 and 2-3 are in its two scale blocks.
             let mut p = 0;
