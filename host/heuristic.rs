@@ -4,11 +4,13 @@
 //! rows per active group (decode has a few rows per expert, prefill many) through
 //! [`PREFERENCES`], with K and the tile count as second features: up to 8 rows the swap-AB
 //! tiles (8 rows by 32, 64 or 128 weight rows), then the activation-major ones. The rows up to
-//! 16 rows per group were fitted to `stagefit tune` on an H100 (graph timing over weight copies
-//! rotated past L2, the four presets at 1-128 tokens in both formats: within 10 % of the
-//! fastest variant on 63 of 64 problems, `docs/perf-notes.md` v12); the larger rows to the
-//! tune runs of `results/h100-tune-*-v4.json`; the wgmma rows (sm_90a only: other targets skip
-//! them) to `stagefit bench` on an H100 (`docs/perf-notes.md`, wgmma v1). Where the table's
+//! 48 rows per group were fitted to `stagefit tune` on an H100 on the v15 kernels (graph timing
+//! over weight copies rotated past L2, every runnable variant, the four presets at 1-128 tokens
+//! in both formats, MXFP4 averaged over two routing draws: within 10 % of the fastest variant
+//! on all 64 problems, `stagefit tune --evaluate`, `docs/perf-notes.md` "The heuristic refitted
+//! to v15"); the larger rows to the tune runs of `results/h100-tune-*-v4.json` and, for the
+//! 128-row warpgroup tile (sm_90a only: other targets skip the wgmma rows), to `stagefit bench`
+//! on an H100 (`docs/perf-notes.md`, wgmma v1). Where the table's
 //! tactic does not fit the limit
 //! at all, a cost model ranks the tactics that do: the fewest wasted rows and columns per wave
 //! of one block per multiprocessor, at the shallowest STAGES. A tune cache, where given,
@@ -51,23 +53,20 @@ pub struct Preference {
     pub tactic: &'static str,
     /// Its preferred STAGES (fewer where the limit allows fewer).
     pub stages: usize,
-    /// Wider tactics, in rising width: the last one whose tiles number at least its
-    /// [`Alternative::min_tiles_per_sm`] per multiprocessor applies (fewer, wider tiles that
-    /// still keep every multiprocessor streaming move more bytes per fixed cost).
+    /// Other variants, in rising [`Alternative::min_tiles_per_sm`]: the last one whose tiles
+    /// number at least that many per multiprocessor applies (fewer, wider tiles that still
+    /// keep every multiprocessor streaming move more bytes per fixed cost).
     pub alternatives: &'static [Alternative],
-    /// One stage more where the chosen tile has at least this many K-steps: a long
-    /// reduction keeps a deeper ring full.
-    pub deeper_from_k_steps: Option<usize>,
 }
 
 impl Preference {
     /// A row with one tactic for every tile count and reduction length.
     pub const fn single(max_rows_per_group: usize, min_k: usize, tactic: &'static str, stages: usize) -> Preference {
-        Preference { max_rows_per_group, min_k, tactic, stages, alternatives: &[], deeper_from_k_steps: None }
+        Preference { max_rows_per_group, min_k, tactic, stages, alternatives: &[] }
     }
 }
 
-/// A wider tactic of a [`Preference`] row, chosen where the problem has enough of its tiles.
+/// Another variant of a [`Preference`] row, chosen where the problem has enough of its tiles.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Alternative {
     /// Tiles of `tactic` per multiprocessor from which it applies.
@@ -80,19 +79,21 @@ pub struct Alternative {
 
 /// The preference table; the first row that matches a problem applies. Few rows per group
 /// want swap-AB tiles (weights as the 16-row MMA operand, 8 rows of activations). For 1-2
-/// rows on long reductions the tile width follows the tile count: 32 columns at 3 STAGES while
-/// 64-column tiles would number under 2 per multiprocessor (1 token of gpt-oss down, qwen3
-/// gate_up), 64 columns at 2 STAGES (all of a block's tiles in one wave of 3 blocks per
-/// multiprocessor) up to 3 tiles of 128 columns per multiprocessor, then 128 columns; a
-/// reduction of 20 K-steps or more (mixtral down) runs one stage deeper. Short reductions
-/// (qwen3 down, K = 768) and 3-8 rows take the 128-column tile, except 3-8 rows on short
-/// reductions, where its per-tile cost (the warps' partial sums) is not amortized and the
-/// activation-major tile wins. 9-16 rows take the 16-row activation-major tile (32 rows would
-/// waste half of every MMA); many rows want large activation-major tiles (operand reuse); with
-/// the weights in strip order (`stagefit_kernels::packing`) a third stage pays on long
-/// reductions. On sm_90a the warpgroup MMA takes over from 17 rows per group: 64 rows per tile
-/// up to 48, then 128 (the rows after those are the other targets').
-pub const PREFERENCES: [Preference; 10] = [
+/// rows the tile follows K and the tile count: the longest reductions (mixtral down, K =
+/// 14336) take 64 columns at 4 STAGES, K of 4096 (mixtral gate_up) 128 columns at 3; on
+/// other long reductions 32 columns at 3 STAGES while 64-column tiles would number under 2 per
+/// multiprocessor (1 token of gpt-oss down, qwen3 gate_up), 64 columns at 2 STAGES (all of a
+/// block's tiles in one wave of 3 blocks per multiprocessor: 1 token of gpt-oss gate_up), at 3
+/// from 4 tiles per multiprocessor, and 128 columns at 3 from 16. Short reductions (qwen3
+/// down, K = 768) and 3-4 rows take the 128-column tile at 2. From 5 rows the 16-row
+/// activation-major tile wins (5 STAGES on the longest reductions), up to 16 rows (32 rows
+/// would waste half of every MMA); many rows want large activation-major tiles (operand
+/// reuse); with the weights in strip order (`stagefit_kernels::packing`) a third stage pays on
+/// long reductions. On sm_90a the warpgroup MMA takes over from 17 rows per group: 64 rows per
+/// tile at 8 STAGES up to 48, then 128 (the rows after those are the other targets').
+pub const PREFERENCES: [Preference; 13] = [
+    Preference::single(2, 8192, "swm8n64k512w1k4", 4),
+    Preference::single(2, 4096, "swm8n128k256w2k2", 3),
     Preference {
         max_rows_per_group: 2,
         min_k: 1024,
@@ -100,15 +101,16 @@ pub const PREFERENCES: [Preference; 10] = [
         stages: 3,
         alternatives: &[
             Alternative { min_tiles_per_sm: 2, tactic: "swm8n64k512w1k4", stages: 2 },
-            Alternative { min_tiles_per_sm: 3, tactic: "swm8n128k256w2k2", stages: 3 },
+            Alternative { min_tiles_per_sm: 4, tactic: "swm8n64k512w1k4", stages: 3 },
+            Alternative { min_tiles_per_sm: 16, tactic: "swm8n128k256w2k2", stages: 3 },
         ],
-        deeper_from_k_steps: Some(20),
     },
     Preference::single(2, 0, "swm8n128k256w2k2", 2),
-    Preference::single(8, 1024, "swm8n128k256w2k2", 2),
+    Preference::single(4, 1024, "swm8n128k256w2k2", 2),
+    Preference::single(8, 8192, "m16n128k128w1x4", 5),
     Preference::single(8, 0, "m16n128k128w1x4", 2),
-    Preference::single(16, 0, "m16n128k128w1x4", 3),
-    Preference::single(48, 0, "wgm64n128k64", 6),
+    Preference::single(16, 0, "m16n128k128w1x4", 2),
+    Preference::single(48, 0, "wgm64n128k64", 8),
     Preference::single(usize::MAX, 0, "wgm128n128k64", 4),
     Preference::single(128, 4096, "m32n128k128w1x4", 3),
     Preference::single(128, 0, "m32n128k128w1x4", 2),
@@ -137,19 +139,14 @@ fn tile_count(tile: TileShape, problem: &ProblemShape) -> usize {
 }
 
 /// The tactic and STAGES `row` names for `problem` on `sms` multiprocessors: the last of its
-/// alternatives with enough tiles, else its own, one stage deeper where the tile has
-/// [`Preference::deeper_from_k_steps`].
+/// alternatives with enough tiles, else its own.
 pub fn preferred_variant(row: &Preference, problem: &ProblemShape, sms: usize) -> (&'static str, usize) {
     let tile_of = |name: &str| TACTICS.iter().find(|t| t.name == name).map(|t| t.tile);
-    let (tactic, stages) = row
-        .alternatives
+    row.alternatives
         .iter()
         .rev()
         .find(|alt| tile_of(alt.tactic).is_some_and(|tile| tile_count(tile, problem) >= alt.min_tiles_per_sm * sms))
-        .map_or((row.tactic, row.stages), |alt| (alt.tactic, alt.stages));
-    let k_steps = tile_of(tactic).map_or(0, |tile| problem.k.div_ceil(tile.bk()));
-    let deeper = row.deeper_from_k_steps.is_some_and(|from| k_steps >= from);
-    (tactic, stages + usize::from(deeper))
+        .map_or((row.tactic, row.stages), |alt| (alt.tactic, alt.stages))
 }
 
 /// Estimated cost of running `tactic` on `problem`; lower is better.

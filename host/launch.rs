@@ -3,9 +3,11 @@
 //! the grouped GEMM and the MoE-layer kernels alike, goes through [`launch`].
 //!
 //! On sm_90 and later a launch may be *programmatic* (programmatic dependent launch): its blocks
-//! may be scheduled while the kernel before it on the stream is still finishing, and wait at
-//! their first instruction (`griddepcontrol.wait`, which every stagefit kernel of those targets
-//! starts with) until that kernel has finished and its writes are visible. What the overlap
+//! may be scheduled while the kernel before it on the stream is still finishing, and wait
+//! (`griddepcontrol.wait`, which every stagefit kernel of those targets executes before it
+//! touches memory that kernel may write) until that kernel has finished and its writes are
+//! visible. Every stagefit kernel waits before it lets the next one launch, so everything
+//! launched before the kernel just before has finished when a kernel starts. What the overlap
 //! hides is the launch and block-scheduling latency between consecutive kernels; inside a CUDA
 //! graph the dependency is captured as a programmatic edge.
 
@@ -56,9 +58,10 @@ pub(crate) struct LaunchShape {
 /// - `shape.threads` is the block size the kernel was written for, and `shape.shared_bytes`
 ///   is at least the dynamic shared memory it uses and within the function's
 ///   `MAX_DYNAMIC_SHARED_SIZE_BYTES` attribute.
-/// - `shape.programmatic` only for a kernel that starts with `griddepcontrol.wait` (the
-///   kernels of a target whose `programmatic_launch()` is true), so that it touches no memory
-///   before the kernel before it has finished.
+/// - `shape.programmatic` only for a kernel that executes `griddepcontrol.wait` (the kernels of
+///   a target whose `programmatic_launch()` is true) before it touches memory the kernel before
+///   it on the stream may still write: at its first instruction, or after reading only what
+///   the caller knows that kernel leaves alone (`GroupedGemmParams::weights_before_wait`).
 pub(crate) unsafe fn launch<P: Copy>(
     function: &CudaFunction,
     stream: &CudaStream,

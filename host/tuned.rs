@@ -46,9 +46,11 @@ pub struct TuneEntry {
     /// Its STAGES.
     pub stages: usize,
     /// Its time per call, microseconds: the median over graph replays of back-to-back calls on
-    /// weight copies rotated past L2 (`crate::tools::tune`).
+    /// weight copies rotated past L2, averaged over the tune's routing draws
+    /// (`crate::tools::tune`).
     pub time_us: f64,
-    /// The heuristic's choice and time on the same problem, for comparison.
+    /// The heuristic's choice (that of the build that tuned) and time on the same problem, for
+    /// comparison.
     pub heuristic: String,
     /// The heuristic's time per call, microseconds, timed the same way.
     pub heuristic_us: f64,
@@ -79,6 +81,11 @@ pub struct TuneCache {
     pub driver_version: i32,
     /// Shared-memory limit in force when tuning.
     pub smem_limit: usize,
+    /// The device's multiprocessor count (what the heuristic reads besides the problem), so
+    /// that the heuristic can be checked against the recorded timings without the device
+    /// (`crate::tools::tune::check_heuristic`); 0 where a cache predates it.
+    #[serde(default)]
+    pub sm_count: usize,
     /// The tuned problems.
     pub entries: Vec<TuneEntry>,
 }
@@ -91,6 +98,7 @@ impl TuneCache {
             compute_capability: device.compute_capability,
             driver_version: device.driver_version,
             smem_limit,
+            sm_count: device.sm_count,
             entries: Vec::new(),
         }
     }

@@ -12,7 +12,7 @@ use stagefit::moe::{reference, Activation, GateUpLayout, MoeConfig, MoeEngine, M
 use stagefit::plan::StagePolicy;
 use stagefit::reference::compare;
 use stagefit::rng::SplitMix64;
-use stagefit::{Fp4Format, TacticChoice};
+use stagefit::{Family, Fp4Format, TacticChoice, TACTICS};
 
 fn gpt_oss_like(experts: usize) -> MoeConfig {
     small_gpt_oss(experts, 4)
@@ -377,6 +377,49 @@ fn the_fused_activation_changes_no_bits() {
                     choice,
                     &what,
                 );
+            }
+        }
+    }
+}
+
+#[test]
+fn early_down_weights_change_no_bits() {
+    let Some((ctx, _)) = gpu("early_down_weights_change_no_bits") else { return };
+    let stream = ctx.new_stream().unwrap();
+    let engine = |early: bool| MoeEngine::new(&ctx, None, StagePolicy::RunTime).unwrap().with_early_down_weights(early);
+    let (late, early) = (engine(false), engine(true));
+    if !early.gemm().programmatic_launch() {
+        eprintln!("early_down_weights_change_no_bits: skipped (no programmatic launch on this GPU: sm_90 and later)");
+        return;
+    }
+    // A down projection of one K-tile (intermediate 128: the block's next tile starts inside
+    // the ring's first stages) and of several (1280).
+    for intermediate in [128, 1280] {
+        for format in [Fp4Format::Mxfp4, Fp4Format::Nvfp4] {
+            let config = MoeConfig { format, intermediate, ..gpt_oss_like(32) };
+            let layers: Vec<_> =
+                (0..2).map(|l| late.upload(&stream, &config, &random_moe_weights(&config, 120 + l)).unwrap()).collect();
+            // Every family that copies weights before the wait (not the prefill-only Wgmma).
+            for tactic in TACTICS.iter().filter(|t| t.tile.family != Family::Wgmma) {
+                for choice in
+                    [TacticChoice::Tactic(tactic.name), TacticChoice::Variant { tactic: tactic.name, stages: 2 }]
+                {
+                    // 1-2 tokens route in one launch, 8 (32 rows, the most launched
+                    // programmatically) through the multi-kernel path, 40 launch the ordinary way.
+                    for tokens in [1, 2, 8, 40] {
+                        let what = format!("early vs late down weights, I={intermediate} {format:?} {choice:?}");
+                        assert_same_bits(
+                            (&early, &late),
+                            &stream,
+                            &config,
+                            &layers,
+                            tokens,
+                            130 + tokens as u64,
+                            choice,
+                            &what,
+                        );
+                    }
+                }
             }
         }
     }

@@ -173,15 +173,14 @@ fn the_preference_table_names_compiled_tactics_in_rising_order() {
         assert_eq!((last.max_rows_per_group, last.min_k), (usize::MAX, 0), "{}: the last row", arch.name());
     }
     for row in PREFERENCES {
-        let deeper = usize::from(row.deeper_from_k_steps.is_some());
         for (name, stages) in
             [(row.tactic, row.stages)].into_iter().chain(row.alternatives.iter().map(|alt| (alt.tactic, alt.stages)))
         {
             let tactic = TACTICS.iter().find(|t| t.name == name).unwrap_or_else(|| panic!("{name}"));
-            for stages in stages..=stages + deeper {
-                assert!(tactic.stages.contains(&stages), "{name} is not compiled at {stages}");
-            }
+            assert!(tactic.stages.contains(&stages), "{name} is not compiled at {stages}");
         }
+        let thresholds: Vec<_> = row.alternatives.iter().map(|alt| alt.min_tiles_per_sm).collect();
+        assert!(thresholds.windows(2).all(|w| w[0] < w[1]), "{}: alternatives out of order", row.tactic);
     }
 }
 
@@ -194,18 +193,23 @@ fn decode_prefers_swap_ab_tiles_by_k_and_tile_count() {
     // 1 token of gpt-oss (4 rows): gate_up has 360 tiles of 64 columns (2.7 per SM), down 180.
     assert_eq!(choose(4, 32, 5760, 2880), ("swm8n64k512w1k4", 2));
     assert_eq!(choose(4, 32, 2880, 2880), ("swm8n32k512w1k4", 3));
-    // mixtral down, 1 token: 128 tiles of 64 columns, 28 K-steps of 512: one stage deeper.
-    assert_eq!(choose(2, 8, 4096, 14336), ("swm8n32k512w1k4", 4));
+    // mixtral, 1 token: down (K = 14336) and gate_up (K = 4096) by K alone.
+    assert_eq!(choose(2, 8, 4096, 14336), ("swm8n64k512w1k4", 4));
+    assert_eq!(choose(2, 8, 28672, 4096), ("swm8n128k256w2k2", 3));
+    // gpt-oss-120b down, 8 tokens: 32 rows, 1440 tiles of 64 columns (10.9 per SM), 736 of 128.
+    assert_eq!(choose(32, 128, 2880, 2880), ("swm8n64k512w1k4", 3));
     // gpt-oss-120b gate_up, 32 tokens: 128 rows over 128 experts, 5760 tiles of 128 columns.
     assert_eq!(choose(128, 128, 5760, 2880), ("swm8n128k256w2k2", 3));
     // qwen3 down (K = 768), 1 token: short K.
     assert_eq!(choose(8, 128, 2048, 768), ("swm8n128k256w2k2", 2));
-    // 4 rows per group; 8 rows per group on a short K go activation-major, as do 16.
+    // 4 rows per group take the 128-column swap-AB tile; 8 go activation-major (5 STAGES on
+    // mixtral down's long K), as do 16.
     assert_eq!(choose(128, 32, 5760, 2880), ("swm8n128k256w2k2", 2));
     assert_eq!(choose(1024, 128, 2048, 768), ("m16n128k128w1x4", 2));
-    assert_eq!(choose(512, 32, 5760, 2880), ("m16n128k128w1x4", 3));
+    assert_eq!(choose(64, 8, 4096, 14336), ("m16n128k128w1x4", 5));
+    assert_eq!(choose(512, 32, 5760, 2880), ("m16n128k128w1x4", 2));
     // Prefill on sm_90a: 32 rows per group (gpt-oss-120b, 1024 tokens) take the 64-row
     // warpgroup tile, 64 and more (gpt-oss-20b, 512 tokens) the 128-row one.
-    assert_eq!(choose(4096, 128, 5760, 2880), ("wgm64n128k64", 6));
+    assert_eq!(choose(4096, 128, 5760, 2880), ("wgm64n128k64", 8));
     assert_eq!(choose(2048, 32, 5760, 2880), ("wgm128n128k64", 4));
 }

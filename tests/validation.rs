@@ -167,6 +167,7 @@ fn a_missing_or_malformed_tune_cache_is_refused() {
         compute_capability: (12, 1),
         driver_version: 13000,
         smem_limit: 101376,
+        sm_count: 48,
         entries: Vec::new(),
     };
     assert_eq!(cache.compatibility(&device((12, 1)), 101376), Compatibility::Same);
@@ -275,6 +276,7 @@ fn a_tune_cache_naming_an_unknown_or_uncompiled_variant_is_refused() {
         compute_capability: (9, 0),
         driver_version: 13000,
         smem_limit: 232448,
+        sm_count: 132,
         entries,
     };
     let path = std::env::temp_dir().join(format!("stagefit-tune-entries-{}.json", std::process::id()));

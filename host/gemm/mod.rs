@@ -254,12 +254,15 @@ impl GroupedGemm {
         args: GroupedGemmArgs<'_>,
         choice: TacticChoice<'_>,
     ) -> Result<Variant> {
-        self.run_fused(stream, args, None, choice, self.input_checks)
+        self.run_fused(stream, args, None, choice, self.input_checks, false)
     }
 
     /// [`GroupedGemm::run`] with the `gated` epilogue if given, and the device-data checks on or
     /// off for this call (off while a stream is captured into a graph: the checks read data
-    /// back, which a capture cannot do).
+    /// back, which a capture cannot do). With `weights_before_wait`, which the caller may pass
+    /// only where the kernel it launched just before on `stream` is a stagefit kernel that
+    /// writes none of the weights and offsets, a programmatic launch may read them before the
+    /// kernel before it has finished (`GroupedGemmParams::weights_before_wait`).
     pub(crate) fn run_fused(
         &self,
         stream: &Arc<CudaStream>,
@@ -267,6 +270,7 @@ impl GroupedGemm {
         gated: Option<GatedEpilogue<'_>>,
         choice: TacticChoice<'_>,
         input_checks: bool,
+        weights_before_wait: bool,
     ) -> Result<Variant> {
         let problem = validate::validate(&args, gated.as_ref().map(|g| g.bias.len()))?;
         self.check_contexts(stream, &args, gated.as_ref())?;
@@ -305,6 +309,7 @@ impl GroupedGemm {
             k: dims.k as u32,
             groups: dims.groups as u32,
             rows: args.rows as u32,
+            weights_before_wait: u32::from(weights_before_wait && shape.programmatic),
             ..GroupedGemmParams::default()
         };
         let _bias_sync = gated.as_ref().map(|gated| {
@@ -318,7 +323,9 @@ impl GroupedGemm {
         // `validate` checked against the shapes and `rows` (the kernel clamps every group to
         // `rows`, whatever `offsets` holds; N, at most 2^30, and K, at most 2^28, fit its 32-bit
         // arithmetic; the gated epilogue's C of `rows × N/2` and bias of `groups × N`), and the
-        // guards above hold them across the launch; the block size is the tactic's, and the
+        // guards above hold them across the launch (with `weights_before_wait`, the kernel
+        // launched before this one writes none of the weights and offsets this one reads before
+        // its wait: the caller's promise); the block size is the tactic's, and the
         // dynamic shared memory is the variant's exact layout size, which `check_fits` held to
         // the limit and the function attribute allows (`Modules::get`).
         unsafe { launch(&kernel.function, stream, shape, params, "launching the grouped GEMM")? };

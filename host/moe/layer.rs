@@ -45,6 +45,9 @@ pub struct MoeEngine {
     /// Apply the activation in the gate/up GEMM's epilogue where the layout allows
     /// ([`MoeEngine::with_fused_activation`]).
     fused_activation: bool,
+    /// Let the down projection start copying its weights before the gate/up GEMM has finished
+    /// ([`MoeEngine::with_early_down_weights`]).
+    early_down_weights: bool,
 }
 
 /// One layer's weights in device memory.
@@ -175,7 +178,7 @@ impl MoeEngine {
     pub fn new(ctx: &Arc<CudaContext>, budget: Option<usize>, policy: StagePolicy) -> Result<MoeEngine> {
         let gemm = GroupedGemm::new(ctx, budget)?.with_policy(policy);
         let kernels = MoeKernels::load(ctx, gemm.arch())?;
-        Ok(MoeEngine { gemm, kernels, fused_activation: true })
+        Ok(MoeEngine { gemm, kernels, fused_activation: true, early_down_weights: true })
     }
 
     /// The same engine with the activation fused into the gate/up GEMM or not (on by default).
@@ -202,6 +205,18 @@ impl MoeEngine {
     pub fn with_programmatic_launch(mut self, on: bool) -> MoeEngine {
         self.gemm = self.gemm.with_programmatic_launch(on);
         self.kernels.set_programmatic(on, self.gemm.arch());
+        self
+    }
+
+    /// The same engine with the down projection's early weight copies on or off (on by
+    /// default). On, a programmatically launched down GEMM (see
+    /// [`MoeEngine::with_programmatic_launch`]) builds its tile table and copies the first
+    /// K-tiles of its experts' weights while the gate/up GEMM before it finishes, and waits for
+    /// it only before copying the activations: the layer's weight stream does not stop between
+    /// the two projections. The same bits either way (the weights and the routing are the same
+    /// data, read earlier).
+    pub fn with_early_down_weights(mut self, on: bool) -> MoeEngine {
+        self.early_down_weights = on;
         self
     }
 
@@ -379,6 +394,7 @@ impl MoeEngine {
             gated,
             choice,
             input_checks,
+            false,
         )?;
         mark(&mut events, stream, 2)?;
         if !fuse {
@@ -398,6 +414,8 @@ impl MoeEngine {
             None,
             choice,
             input_checks,
+            // The kernel before it (the gate/up GEMM or the activation) writes only `a2`.
+            self.early_down_weights,
         )?;
         mark(&mut events, stream, 4)?;
         k.combine(stream, s, &ws.h2, &ws.perm_dst, topk_ids, topk_w, &layer.down_bias, out)?;

@@ -53,6 +53,15 @@ pub struct GroupedGemmParams {
     pub limit: f32,
     /// gpt-oss sigmoid slope (with [`activation::GPT_OSS`]).
     pub alpha: f32,
+    /// 1: the kernel launched just before this one on the stream writes none of `w`,
+    /// `w_scales`, `expert_scales` and `offsets`, so that under programmatic dependent launch
+    /// the grid may read them before `griddepcontrol.wait` (everything launched before that
+    /// kernel has finished by then: every stagefit kernel waits before it lets the next one
+    /// launch). The swap-AB and Mma families then build their tile table and copy their first
+    /// tile's first weight K-tiles while the kernel before it finishes; the Wgmma family (for
+    /// prefill, never launched programmatically) ignores it. 0: nothing is read before the
+    /// wait.
+    pub weights_before_wait: u32,
 }
 
 /// What a grouped GEMM does with its f32 results.

@@ -87,6 +87,11 @@ struct Args {
     /// default where gate and up rows are interleaved, as in gpt-oss), for comparison.
     #[arg(long)]
     no_fuse: bool,
+    /// Start the down projection's weight copies only after the gate/up GEMM has finished
+    /// (by default a programmatically launched down GEMM copies its first weight K-tiles while
+    /// the gate/up GEMM finishes), for comparison.
+    #[arg(long)]
+    no_early_weights: bool,
     /// Also time each step of a layer (routing, gate_up, activation, down, combine) with events
     /// inside a captured decode step, and print the per-layer breakdown.
     #[arg(long)]
@@ -216,6 +221,9 @@ struct DemoReport {
     programmatic_launch: bool,
     /// The activation in the gate/up GEMM's epilogue where the layout allows (`--no-fuse`).
     fused_activation: bool,
+    /// The down projection's weight copies started before the gate/up GEMM ends
+    /// (`--no-early-weights`).
+    early_down_weights: bool,
     batch: usize,
     variants: Vec<VariantReport>,
     prefill: PhaseReport,
@@ -370,18 +378,20 @@ fn run(args: Args) -> anyhow::Result<()> {
     };
     let engine = MoeEngine::new(&ctx, args.smem_limit, policy)?
         .with_programmatic_launch(!args.no_pdl)
-        .with_fused_activation(!args.no_fuse);
+        .with_fused_activation(!args.no_fuse)
+        .with_early_down_weights(!args.no_early_weights);
     let info = engine.gemm().device().clone();
     say(format!(
         "device: {} (sm_{}{}), {} bytes opt-in shared memory per block",
         info.name, info.compute_capability.0, info.compute_capability.1, info.smem_optin_per_block
     ))?;
     say(format!(
-        "shared-memory limit: {} bytes ({}); STAGES policy: {policy:?}; programmatic dependent launch {}; fused activation {}",
+        "shared-memory limit: {} bytes ({}); STAGES policy: {policy:?}; programmatic dependent launch {}; fused activation {}; early down weights {}",
         engine.gemm().limit().bytes(),
         engine.gemm().limit().source(),
         on_off(engine.gemm().programmatic_launch()),
         on_off(!args.no_fuse),
+        on_off(!args.no_early_weights),
     ))?;
     let model = load(&args, model_dir.as_ref(), &engine, &stream)?;
     if !model.loaded.is_empty() {
@@ -503,6 +513,7 @@ fn run(args: Args) -> anyhow::Result<()> {
         decode_mode: if args.eager { "eager" } else { "graph" },
         programmatic_launch: engine.gemm().programmatic_launch(),
         fused_activation: !args.no_fuse,
+        early_down_weights: !args.no_early_weights,
         batch,
         variants: chosen,
         prefill,

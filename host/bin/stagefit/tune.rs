@@ -1,11 +1,12 @@
 //! `stagefit tune`: every runnable (tactic, STAGES) timed on MoE problems; the fastest kept
-//! in a tune cache, merged into the file if it exists.
+//! in a tune cache, merged into the file if it exists. `--check-heuristic` compares the
+//! heuristic with a cache's recorded timings instead, without a GPU.
 
 use std::path::PathBuf;
 
 use anyhow::{bail, Context};
 use stagefit::moe::Preset;
-use stagefit::tools::tune::tune_problem;
+use stagefit::tools::tune::{check_heuristic, tune_problem};
 use stagefit::tuned::TuneCache;
 use stagefit::{Fp4Format, GroupedGemm};
 
@@ -16,8 +17,12 @@ use crate::cli_common::{check_writable, parse_format, parse_preset, progress, sa
 #[derive(clap::Args)]
 pub struct Args {
     /// The tune cache to write (or merge into).
-    #[arg(long, value_name = "CACHE")]
-    out: PathBuf,
+    #[arg(long, value_name = "CACHE", required_unless_present = "check_heuristic")]
+    out: Option<PathBuf>,
+    /// Tune nothing: for every problem of CACHE with recorded timings, show the variant the
+    /// heuristic prefers now against the fastest recorded one (no GPU needed).
+    #[arg(long, value_name = "CACHE", conflicts_with = "out")]
+    check_heuristic: Option<PathBuf>,
     /// Model presets whose projections are tuned.
     #[arg(long, value_delimiter = ',', value_parser = parse_preset,
           default_value = "gpt-oss-20b,gpt-oss-120b,qwen3-30b-a3b,mixtral-8x7b")]
@@ -34,15 +39,23 @@ pub struct Args {
     /// Timed runs per variant.
     #[arg(long, default_value_t = 5)]
     reps: usize,
+    /// Routing draws per problem: each variant is timed on each and ranked by its mean.
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u64).range(1..=8))]
+    draws: u64,
     /// The CUDA device ordinal.
     #[arg(long, default_value_t = 0)]
     device: usize,
 }
 
 pub fn run(args: Args) -> anyhow::Result<()> {
+    let out = match (&args.out, &args.check_heuristic) {
+        (_, Some(cache)) => return show_heuristic_check(cache),
+        (Some(out), None) => out.clone(),
+        (None, None) => bail!("--out or --check-heuristic is required"),
+    };
     // Every argument is checked, and the output's folder tried, before the first GPU call.
-    check_writable(&args.out)?;
-    let existing = if args.out.exists() { Some(TuneCache::load(&args.out)?) } else { None };
+    check_writable(&out)?;
+    let existing = if out.exists() { Some(TuneCache::load(&out)?) } else { None };
     let ctx = stagefit::device::context(args.device)?;
     // One stream, captured into graphs: cudarc's cross-stream event waits are not needed and
     // would break the capture.
@@ -61,8 +74,16 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         for &format in &args.format {
             for (proj, n, k) in [("gate_up", 2 * c.intermediate, c.hidden), ("down", c.hidden, c.intermediate)] {
                 for &tokens in &args.tokens {
-                    let e = tune_problem(&gemm, &stream, format, (c.experts, c.top_k, tokens), (n, k), args.reps)
-                        .with_context(|| format!("tuning {} {proj} at {tokens} tokens", preset.name))?;
+                    let e = tune_problem(
+                        &gemm,
+                        &stream,
+                        format,
+                        (c.experts, c.top_k, tokens),
+                        (n, k),
+                        args.reps,
+                        args.draws as usize,
+                    )
+                    .with_context(|| format!("tuning {} {proj} at {tokens} tokens", preset.name))?;
                     let ratio = e.heuristic_us / e.time_us;
                     total += 1;
                     within += usize::from(ratio <= 1.10);
@@ -90,11 +111,11 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         Some(mut old) => {
             let before = old.entries.len();
             if let Err(problem) = old.merge(cache) {
-                bail!("{} cannot take these results: it was {problem}", args.out.display());
+                bail!("{} cannot take these results: it was {problem}", out.display());
             }
             say(format!(
                 "merged into {}: {} entries ({} new)",
-                args.out.display(),
+                out.display(),
                 old.entries.len(),
                 old.entries.len() - before
             ))?;
@@ -102,9 +123,43 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         }
         None => cache,
     };
-    merged.save(&args.out)?;
+    merged.save(&out)?;
     say(format!(
         "heuristic within 10% of the tuned best on {within} of {total} problems; cache written to {}",
-        args.out.display()
+        out.display()
+    ))
+}
+
+/// Prints the heuristic's choice against the fastest recorded variant for every problem of
+/// `path` with recorded timings.
+fn show_heuristic_check(path: &std::path::Path) -> anyhow::Result<()> {
+    let cache = TuneCache::load(path)?;
+    let checks = check_heuristic(&cache)?;
+    let mut rows =
+        table(&["format", "experts", "n", "k", "rows", "heuristic", "us", "fastest", "us", "ratio"], &[0, 5, 7]);
+    let mut within = 0;
+    for c in &checks {
+        let e = c.entry;
+        let ratio = c.ratio();
+        within += usize::from(ratio.is_some_and(|r| r <= 1.10));
+        let shown = |v: Option<f64>, digits: usize| v.map_or("not timed".to_string(), |v| format!("{v:.digits$}"));
+        rows.add_row(vec![
+            e.format.clone(),
+            e.groups.to_string(),
+            e.n.to_string(),
+            e.k.to_string(),
+            e.rows_bucket.to_string(),
+            format!("{} S={}", c.heuristic.0, c.heuristic.1),
+            shown(c.heuristic_us, 1),
+            format!("{} S={}", c.best.tactic, c.best.stages),
+            format!("{:.1}", c.best.us),
+            shown(ratio, 3),
+        ]);
+    }
+    say(rows)?;
+    say(format!(
+        "heuristic within 10% of the fastest recorded variant on {within} of {} problems with timings ({})",
+        checks.len(),
+        cache.made_for()
     ))
 }

@@ -13,6 +13,9 @@
 //! and K past the ends are zero-filled) while the warps consume the oldest full buffer:
 //! 16-byte `ld.shared` of A, 4-byte `ld.shared` of packed e2m1 (see [`crate::packing`]),
 //! dequantization to bf16 in registers, and `mma.sync` m16n8k16 with f32 accumulation.
+//! Launched programmatically with `weights_before_wait`, a block builds its tile table and
+//! issues its first tile's weight and scale copies for the ring's first `STAGES - 1` K-tiles
+//! before `griddepcontrol.wait`, the activation copies after it.
 //!
 //! # K order
 //! Both operands take K in order, as the m16n8k16 fragments define it. A comes by
@@ -64,10 +67,38 @@ pub unsafe fn grouped_gemm<
         let table = smem + layout.tile_table as u32;
         let n_tiles = (p.n as usize).div_ceil(tile.bn()) as u32;
         let groups = p.groups as usize;
-        if tid < 32 {
-            build_tile_table(table, p.offsets, groups, p.rows, tile.bm() as u32, n_tiles, tid);
-        }
-        sync_threads();
+        let build_table = || {
+            if tid < 32 {
+                build_tile_table(table, p.offsets, groups, p.rows, tile.bm() as u32, n_tiles, tid);
+            }
+            sync_threads();
+        };
+        // Where the kernel before this one leaves the weights and offsets alone
+        // (`GroupedGemmParams::weights_before_wait`), the table is built and the first tile's
+        // weights for the ring's first stages are copied before the wait (`mainloop` adds them
+        // to its first stage's commit group); otherwise nothing touches memory before it. Every
+        // path passes the one wait.
+        let early = if p.weights_before_wait != 0 {
+            build_table();
+            // The block's first tile that exists.
+            let mut linear = block_idx();
+            let mut first = None;
+            while first.is_none() && linear < total_tiles(table) {
+                let (job, exists) = tile_job(p, table, linear, tile.bm(), tile.bn(), n_tiles);
+                linear += grid_dim();
+                first = exists.then_some(job);
+            }
+            Some(first.map_or(0, |job| {
+                first_weights::<FMT, WARPS_M, WARPS_N, MMA_M, MMA_N, BK, STAGES>(p, &layout, smem, job, tid)
+            }))
+        } else {
+            None
+        };
+        wait_for_previous_grid();
+        let mut early_stages = early.unwrap_or_else(|| {
+            build_table();
+            0
+        });
 
         let total = total_tiles(table);
         let mut linear = block_idx();
@@ -78,7 +109,9 @@ pub unsafe fn grouped_gemm<
                 continue;
             }
             prefetch_bias(p, &job, tile.bn(), tid);
-            let acc = mainloop::<FMT, WARPS_M, WARPS_N, MMA_M, MMA_N, BK, STAGES>(p, &layout, smem, job, tid);
+            let acc =
+                mainloop::<FMT, WARPS_M, WARPS_N, MMA_M, MMA_N, BK, STAGES>(p, &layout, smem, job, tid, early_stages);
+            early_stages = 0;
             epilogue::<FMT, WARPS_N, MMA_M, MMA_N>(p, job, &acc, tid);
         }
     }
@@ -119,6 +152,7 @@ unsafe fn mainloop<
     smem: u32,
     job: TileJob,
     tid: usize,
+    early_stages: usize,
 ) -> [[[f32; 4]; MMA_N]; MMA_M] {
     // SAFETY: `smem` is the block's dynamic shared memory of `layout`'s size and `job` lies inside the problem (the caller's contract): the copies address only the tile's rows, columns and K, and the stage buffers inside the layout.
     unsafe {
@@ -128,17 +162,18 @@ unsafe fn mainloop<
         let a_to_s = (layout.s - layout.a) as u32;
 
         let copies = TileCopies::<FMT, BK>::new(p, tile, job, tid);
-        let load = |stage: usize, k_tile: usize| {
+        let load = |stage: usize, k_tile: usize, weights_issued: bool| {
             let base = stage_addr(stage);
-            copies.issue(p, tile, base, base + a_to_w, base + a_to_s, k_tile);
+            copies.issue(p, tile, (base, base + a_to_w, base + a_to_s), k_tile, weights_issued);
         };
         let k_tiles = (p.k as usize).div_ceil(BK);
 
-        // Prologue: STAGES-1 tiles in flight (an empty group where K runs out keeps the count).
+        // Prologue: STAGES-1 tiles in flight (an empty group where K runs out keeps the count);
+        // the weights of the first `early_stages` were issued already (`first_weights`).
         let mut s = 0;
         while s < STAGES - 1 {
             if s < k_tiles {
-                load(s, s);
+                load(s, s, s < early_stages);
             }
             cp_async_commit();
             s += 1;
@@ -152,7 +187,7 @@ unsafe fn mainloop<
             cp_async_wait(STAGES - 2);
             sync_threads();
             if k_tile + STAGES - 1 < k_tiles {
-                load(write_stage, k_tile + STAGES - 1);
+                load(write_stage, k_tile + STAGES - 1, false);
             }
             cp_async_commit();
             let base = stage_addr(read_stage);
@@ -164,6 +199,43 @@ unsafe fn mainloop<
         cp_async_wait(0);
         sync_threads();
         acc
+    }
+}
+
+/// Issues the weight and scale copies of `job`'s first K-tiles for the ring's first stages, as
+/// `mainloop` would, and returns how many (`min(STAGES - 1, K-tiles)`); `mainloop` of the same
+/// job with that many `early_stages` issues the rest.
+///
+/// # Safety
+/// As `mainloop`.
+#[inline(always)]
+unsafe fn first_weights<
+    const FMT: u32,
+    const WARPS_M: usize,
+    const WARPS_N: usize,
+    const MMA_M: usize,
+    const MMA_N: usize,
+    const BK: usize,
+    const STAGES: usize,
+>(
+    p: &GroupedGemmParams,
+    layout: &SmemLayout,
+    smem: u32,
+    job: TileJob,
+    tid: usize,
+) -> usize {
+    // SAFETY: as `mainloop`'s copies (the caller's contract).
+    unsafe {
+        let tile = tile_shape::<WARPS_M, WARPS_N, MMA_M, MMA_N, BK>();
+        let copies = TileCopies::<FMT, BK>::new(p, tile, job, tid);
+        let stages = (STAGES - 1).min((p.k as usize).div_ceil(BK));
+        let mut s = 0;
+        while s < stages {
+            let base = smem + (layout.a + s * layout.stage_stride) as u32;
+            copies.issue_weights(p, tile, base + (layout.w - layout.a) as u32, base + (layout.s - layout.a) as u32, s);
+            s += 1;
+        }
+        stages
     }
 }
 
@@ -260,19 +332,29 @@ impl<const FMT: u32, const BK: usize> TileCopies<FMT, BK> {
         &self,
         p: &GroupedGemmParams,
         tile: TileShape,
-        a_smem: u32,
-        w_smem: u32,
-        s_smem: u32,
+        (a_smem, w_smem, s_smem): (u32, u32, u32),
         k_tile: usize,
+        weights_issued: bool,
     ) {
-        // SAFETY: the stage addresses lie inside the layout and the copy sources inside A, W and the scales, or are zero-byte copies that read nothing (the caller's contract, set up by `TileCopies::new`).
+        // SAFETY: the caller's contract is both functions'.
         unsafe {
-            let k = p.k;
-            let k0 = (k_tile * BK) as u32;
-            let (bm, bn, threads) = (tile.bm(), tile.bn(), tile.threads());
+            self.issue_activations(p, tile, a_smem, k_tile);
+            if !weights_issued {
+                self.issue_weights(p, tile, w_smem, s_smem, k_tile);
+            }
+        }
+    }
 
+    /// Issues the copies of K-tile `k_tile`'s activations into one stage; rows and K past the
+    /// ends are zero-filled.
+    #[inline(always)]
+    unsafe fn issue_activations(&self, p: &GroupedGemmParams, tile: TileShape, a_smem: u32, k_tile: usize) {
+        // SAFETY: the stage address lies inside the layout and the copy sources inside A, or are zero-byte copies that read nothing (the caller's contract, set up by `TileCopies::new`).
+        unsafe {
+            let k0 = (k_tile * BK) as u32;
+            let (bm, threads) = (tile.bm(), tile.threads());
             let (a_cpr, a_chunks) = (BK / 8, bm * BK / 8);
-            let a_bytes = if k0 + self.a_k < k { 16 } else { 0 };
+            let a_bytes = if k0 + self.a_k < p.k { 16 } else { 0 };
             let a_src = self.a_src + (k_tile * BK * 2) as u64;
             let mut j = 0;
             while j < copies_per_thread(a_chunks, threads) {
@@ -284,7 +366,18 @@ impl<const FMT: u32, const BK: usize> TileCopies<FMT, BK> {
                 }
                 j += 1;
             }
+        }
+    }
 
+    /// Issues the copies of K-tile `k_tile`'s weight codes and block scales into one stage;
+    /// weight rows and K past the ends are zero-filled.
+    #[inline(always)]
+    unsafe fn issue_weights(&self, p: &GroupedGemmParams, tile: TileShape, w_smem: u32, s_smem: u32, k_tile: usize) {
+        // SAFETY: the stage addresses lie inside the layout and the copy sources inside W and the scales, or are zero-byte copies that read nothing (the caller's contract, set up by `TileCopies::new`).
+        unsafe {
+            let k = p.k;
+            let k0 = (k_tile * BK) as u32;
+            let (bn, threads) = (tile.bn(), tile.threads());
             let (w_cpr, w_chunks) = (BK / 32, bn * BK / 32);
             let w_bytes = if k0 + self.w_k < k { 16 } else { 0 };
             let chunk = k_tile * (BK / 32) + self.w_chunk_col;

@@ -7,8 +7,11 @@
 //! `stagefit_gemm_nvfp4_m128n256k64w2x4_s3`; the host builds the same names from the same
 //! table.
 //!
-//! Every entry starts with [`wait_for_previous_grid`], so the host may launch any of them with
-//! programmatic dependent launch on sm_90 and later.
+//! Every entry waits for the grid before it ([`wait_for_previous_grid`]) before it touches memory
+//! the kernel before it may write, so the host may launch any of them with programmatic
+//! dependent launch on sm_90 and later: all at their first instruction, except that an Mma or
+//! swap-AB entry asked to (`GroupedGemmParams::weights_before_wait`) first reads its weights,
+//! scales and offsets.
 
 use super::gemm::grouped_gemm;
 use super::ptx::wait_for_previous_grid;
@@ -37,7 +40,6 @@ macro_rules! entry_point {
         const _: () = {
             #[export_name = concat!("stagefit_gemm_", $fmt_name, "_", $name, "_s", stringify!($s))]
             unsafe extern "ptx-kernel" fn kernel(params: GroupedGemmParams) {
-                wait_for_previous_grid();
                 // SAFETY: the host launches this entry with the tactic's block size, a
                 // validated problem and at least the layout's dynamic shared memory.
                 unsafe { run_family!($family, params, $fmt, $wm, $wn, $wk, $mm, $mn, $bk, $s) }
@@ -46,7 +48,9 @@ macro_rules! entry_point {
     };
 }
 
-/// The kernel body of each family (`bk` of a swap-AB tile follows from its warps along K).
+/// The kernel body of each family (`bk` of a swap-AB tile follows from its warps along K). The
+/// Wgmma family waits for the grid before it first; the Mma and swap-AB families wait inside,
+/// after their first weight copies where `weights_before_wait` allows them.
 macro_rules! run_family {
     (Mma, $params:ident, $fmt:ident, $wm:literal, $wn:literal, $wk:literal, $mm:literal, $mn:literal, $bk:literal, $s:literal) => {
         grouped_gemm::<$fmt, $wm, $wn, $mm, $mn, $bk, $s>(&$params)
@@ -54,9 +58,10 @@ macro_rules! run_family {
     (SwapAb, $params:ident, $fmt:ident, $wm:literal, $wn:literal, $wk:literal, $mm:literal, $mn:literal, $bk:literal, $s:literal) => {
         swap_ab_gemm::<$fmt, $wn, $wk, $mm, $mn, $s>(&$params)
     };
-    (Wgmma, $params:ident, $fmt:ident, $wm:literal, $wn:literal, $wk:literal, $mm:literal, $mn:literal, $bk:literal, $s:literal) => {
+    (Wgmma, $params:ident, $fmt:ident, $wm:literal, $wn:literal, $wk:literal, $mm:literal, $mn:literal, $bk:literal, $s:literal) => {{
+        wait_for_previous_grid();
         super::wgmma::wgmma_gemm::<$fmt, $wn, $mm, $s>(&$params)
-    };
+    }};
 }
 
 crate::with_tactics!(entry_points);

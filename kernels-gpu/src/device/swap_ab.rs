@@ -17,6 +17,12 @@
 //! warps along K write their partial sums to the reduction buffer, and the block adds them in
 //! a fixed order (bit-identical reruns) and stores bf16 pairs along N.
 //!
+//! Launched programmatically with `weights_before_wait` (the MoE layer's down projection, whose
+//! weights and offsets the gate/up GEMM before it does not write), a block builds its tile table
+//! and issues its first tile's weight and scale copies for the ring's first `STAGES - 1`
+//! K-tiles before `griddepcontrol.wait`, and only the activation copies after it: the weight
+//! stream starts while the kernel before it finishes.
+//!
 //! # K order
 //! Lane `4g + t` of a warp takes K-elements `32t..32t + 32` of the warp's 128: one 16-byte
 //! chunk of codes (4 device words) of each of its weight rows `g` and `g + 8`, and 64 bytes of
@@ -85,16 +91,47 @@ pub unsafe fn swap_ab_gemm<
         let a_to_s = (layout.s - layout.a) as u32;
         let k_tiles = (p.k as usize).div_ceil(tile.bk());
 
+        // Where the kernel before this one leaves the weights and offsets alone
+        // (`GroupedGemmParams::weights_before_wait`), the tile table is built and the first
+        // tile's weights for the ring's first stages are copied before the wait (they join the
+        // first stage's commit group below); otherwise nothing touches memory before it. Every
+        // path passes the one wait.
+        let table = smem + layout.tile_table as u32;
+        let weights_first = p.weights_before_wait != 0;
+        let early_stages = if weights_first {
+            let mut walk = BlockTiles::new(p, table, tile.bm(), tile.bn());
+            match walk.next(p) {
+                Some(job) => {
+                    let first = SwapAbCopies::<FMT, WARPS_N, WARPS_K>::new(p, tile, job, tid);
+                    let stages = (STAGES - 1).min(k_tiles);
+                    let mut stage = 0;
+                    while stage < stages {
+                        let base = stage_addr(stage);
+                        first.issue_weights(p, tile, base + a_to_w, base + a_to_s, stage);
+                        stage += 1;
+                    }
+                    stages
+                }
+                None => 0,
+            }
+        } else {
+            0
+        };
+        wait_for_previous_grid();
         // Two walks over the block's tiles: the copies run STAGES - 1 K-tiles ahead of the MMAs.
-        let mut loading = BlockTiles::new(p, smem + layout.tile_table as u32, tile.bm(), tile.bn());
+        let mut loading = if weights_first {
+            BlockTiles::built(p, table, tile.bm(), tile.bn())
+        } else {
+            BlockTiles::new(p, table, tile.bm(), tile.bn())
+        };
         let mut computing = loading;
         let mut copies = loading.next(p).map(|job| SwapAbCopies::<FMT, WARPS_N, WARPS_K>::new(p, tile, job, tid));
         let mut load_k = 0;
         // One commit per call, copies or not: `cp_async_wait` counts groups.
-        let mut load_next = |stage: usize| {
+        let mut load_next = |stage: usize, weights_issued: bool| {
             if let Some(c) = &copies {
                 let base = stage_addr(stage);
-                c.issue(p, tile, base, base + a_to_w, base + a_to_s, load_k);
+                c.issue(p, tile, (base, base + a_to_w, base + a_to_s), load_k, weights_issued);
                 load_k += 1;
                 if load_k == k_tiles {
                     load_k = 0;
@@ -105,7 +142,7 @@ pub unsafe fn swap_ab_gemm<
         };
         let mut stage = 0;
         while stage < STAGES - 1 {
-            load_next(stage);
+            load_next(stage, stage < early_stages);
             stage += 1;
         }
 
@@ -120,7 +157,7 @@ pub unsafe fn swap_ab_gemm<
             // everyone's and frees the buffer consumed in the previous iteration.
             cp_async_wait(STAGES - 2);
             sync_threads();
-            load_next(write_stage);
+            load_next(write_stage, false);
             let base = stage_addr(read_stage);
             compute_stage::<FMT, WARPS_N, WARPS_K, MMA_M, MMA_N>(&mut acc, base, base + a_to_w, base + a_to_s, tid);
             read_stage = if read_stage + 1 == STAGES { 0 } else { read_stage + 1 };
@@ -216,23 +253,36 @@ impl<const FMT: u32, const WARPS_N: usize, const WARPS_K: usize> SwapAbCopies<FM
         }
     }
 
-    /// Issues the copies of K-tile `k_tile` into one stage; rows, columns and K past the ends
-    /// are zero-filled (a zero-byte copy reads nothing, so its source address need not be
-    /// valid).
+    /// Issues the copies of K-tile `k_tile` into one stage: the weights and their scales
+    /// ([`SwapAbCopies::issue_weights`]) unless `weights_issued`, then the activations
+    /// ([`SwapAbCopies::issue_activations`]).
     #[inline(always)]
     unsafe fn issue(
         &self,
         p: &GroupedGemmParams,
         tile: TileShape,
-        a_smem: u32,
-        w_smem: u32,
-        s_smem: u32,
+        (a_smem, w_smem, s_smem): (u32, u32, u32),
         k_tile: usize,
+        weights_issued: bool,
     ) {
-        // SAFETY: the stage addresses lie inside the layout and the copy sources inside A, W and the scales, or are zero-byte copies that read nothing (the caller's contract, set up by `SwapAbCopies::new`).
+        // SAFETY: the caller's contract is both functions'.
+        unsafe {
+            if !weights_issued {
+                self.issue_weights(p, tile, w_smem, s_smem, k_tile);
+            }
+            self.issue_activations(p, tile, a_smem, k_tile);
+        }
+    }
+
+    /// Issues the copies of K-tile `k_tile`'s weight codes and block scales into one stage;
+    /// rows, columns and K past the ends are zero-filled (a zero-byte copy reads nothing, so its
+    /// source address need not be valid).
+    #[inline(always)]
+    unsafe fn issue_weights(&self, p: &GroupedGemmParams, tile: TileShape, w_smem: u32, s_smem: u32, k_tile: usize) {
+        // SAFETY: the stage addresses lie inside the layout and the copy sources inside W and the scales, or are zero-byte copies that read nothing (the caller's contract, set up by `SwapAbCopies::new`).
         unsafe {
             let (n, k) = (p.n, p.k);
-            let (bm, bn, bk, threads) = (tile.bm(), tile.bn(), tile.bk(), tile.threads());
+            let (bn, bk, threads) = (tile.bn(), tile.bk(), tile.threads());
             let k_tile = k_tile as u32;
             let k0 = k_tile * bk as u32 + self.k_in_tile;
             let block_stride = (WARPS_N * WARPS_K * 512) as u32;
@@ -251,18 +301,6 @@ impl<const FMT: u32, const WARPS_N: usize, const WARPS_K: usize> SwapAbCopies<FM
                 j += 1;
             }
 
-            // A: slots v = slot0 + j·WARPS_N, v = 4·(row / 8) + q: row 8·(v / 4) + g, K + 8q.
-            let a_src = self.a_src + (2 * k_tile * bk as u32) as u64;
-            let mut j = 0;
-            while j < bm / 2 / WARPS_N {
-                let v = self.slot0 + (j * WARPS_N) as u32;
-                let (row, q) = (8 * (v / 4) + self.g, v % 4);
-                let bytes = if row < self.rows && k0 + 8 * q < k { 16 } else { 0 };
-                let src = a_src + row as u64 * self.a_row_bytes as u64 + (16 * q) as u64;
-                cp_async_16(a_smem + self.dst0 + j as u32 * block_stride, src, bytes);
-                j += 1;
-            }
-
             // Scales: this K-tile's K-blocks, 16 columns per chunk, rows padded in shared memory.
             let block = scale_block(FMT) as u32;
             let (k_blocks, tile_blocks, chunks_per_row) = (k / block, bk as u32 / block, bn as u32 / 16);
@@ -275,6 +313,30 @@ impl<const FMT: u32, const WARPS_N: usize, const WARPS_K: usize> SwapAbCopies<FM
                 let src = self.s_src + k_block as u64 * n as u64 + col as u64;
                 cp_async_16(s_smem + kb * row_bytes + col, src, bytes);
                 c += threads as u32;
+            }
+        }
+    }
+
+    /// Issues the copies of K-tile `k_tile`'s activations into one stage; rows and K past the
+    /// ends are zero-filled.
+    #[inline(always)]
+    unsafe fn issue_activations(&self, p: &GroupedGemmParams, tile: TileShape, a_smem: u32, k_tile: usize) {
+        // SAFETY: the stage address lies inside the layout and the copy sources inside A, or are zero-byte copies that read nothing (the caller's contract, set up by `SwapAbCopies::new`).
+        unsafe {
+            let (bm, bk) = (tile.bm(), tile.bk());
+            let k_tile = k_tile as u32;
+            let k0 = k_tile * bk as u32 + self.k_in_tile;
+            let block_stride = (WARPS_N * WARPS_K * 512) as u32;
+            // Slots v = slot0 + j·WARPS_N, v = 4·(row / 8) + q: row 8·(v / 4) + g, K + 8q.
+            let a_src = self.a_src + (2 * k_tile * bk as u32) as u64;
+            let mut j = 0;
+            while j < bm / 2 / WARPS_N {
+                let v = self.slot0 + (j * WARPS_N) as u32;
+                let (row, q) = (8 * (v / 4) + self.g, v % 4);
+                let bytes = if row < self.rows && k0 + 8 * q < p.k { 16 } else { 0 };
+                let src = a_src + row as u64 * self.a_row_bytes as u64 + (16 * q) as u64;
+                cp_async_16(a_smem + self.dst0 + j as u32 * block_stride, src, bytes);
+                j += 1;
             }
         }
     }

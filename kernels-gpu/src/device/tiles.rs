@@ -50,6 +50,18 @@ impl BlockTiles {
             unsafe { build_tile_table(table, p.offsets, p.groups as usize, p.rows, bm as u32, n_tiles, tid) };
         }
         sync_threads();
+        // SAFETY: the table was just built from `p`.
+        unsafe { BlockTiles::built(p, table, bm, bn) }
+    }
+
+    /// The walk over this block's tiles of a table that [`BlockTiles::new`] has already built
+    /// in `table` from `p` for `bm × bn` tiles (a second walk from the first tile).
+    ///
+    /// # Safety
+    /// As [`BlockTiles::new`], which must have returned for this table and `p`.
+    #[inline(always)]
+    pub unsafe fn built(p: &GroupedGemmParams, table: u32, bm: usize, bn: usize) -> BlockTiles {
+        let n_tiles = (p.n as usize).div_ceil(bn) as u32;
         BlockTiles { table, bm, bn, n_tiles, next: block_idx() }
     }
 
