@@ -1,5 +1,5 @@
 //! The tune cache as engines use it: the shipped caches, nearest-bucket lookups, merging and
-//! atomic writes.
+//! atomic writes, and the heuristic checked against a cache's recorded timings.
 
 mod common;
 
@@ -121,4 +121,32 @@ fn a_cache_applies_below_its_limit_where_its_variant_fits() {
     let problem = ProblemShape { rows: 512, groups: 32, n: 2880, k: 2880 };
     let heuristic = stagefit::heuristic::prefer(stagefit::Arch::Sm90a, &plans, &problem, 132).unwrap();
     assert_eq!(choose(512), (heuristic.tactic.name, heuristic.stages.unwrap()));
+}
+
+#[test]
+fn the_heuristic_is_checked_against_recorded_timings_without_a_gpu() {
+    use stagefit::tools::tune::check_heuristic;
+    use stagefit::tuned::VariantTiming;
+    let timing = |tactic: &str, stages, us| VariantTiming { tactic: tactic.into(), stages, us };
+    // 1 token of gpt-oss down (4 rows over 32 experts): the heuristic takes swm8n32k512w1k4 S3.
+    let problem = ProblemShape { rows: 4, groups: 32, n: 2880, k: 2880 };
+    let plans = stagefit::plan::plan_all(stagefit::Arch::Sm90a, 232448);
+    let chosen = stagefit::heuristic::prefer(stagefit::Arch::Sm90a, &plans, &problem, 132).unwrap();
+    assert_eq!((chosen.tactic.name, chosen.stages), ("swm8n32k512w1k4", Some(3)));
+    let mut timed = entry("mxfp4", 4, "swm8n64k512w1k4", 2);
+    timed.timings = vec![timing("swm8n32k512w1k4", 3, 13.2), timing("swm8n64k512w1k4", 2, 12.0)];
+    // 8 rows over 32 experts: the heuristic takes swm8n64k512w1k4 S2, which this tune did not time.
+    let mut untimed = entry("mxfp4", 8, "swm8n32k512w1k4", 3);
+    untimed.timings = vec![timing("swm8n32k512w1k4", 3, 20.0)];
+    let c = cache(vec![timed, untimed, entry("nvfp4", 4, "swm8n64k512w1k4", 2)]);
+    let checks = check_heuristic(&c).unwrap();
+    // The entry without timings is left out; the heuristic's choice is found or reported missing.
+    assert_eq!(checks.len(), 2);
+    assert_eq!(checks[0].heuristic, ("swm8n32k512w1k4", 3));
+    assert_eq!(checks[0].best.us, 12.0);
+    assert!((checks[0].ratio().unwrap() - 1.1).abs() < 1e-9);
+    assert_eq!(checks[1].ratio(), None);
+    // A cache that does not record the multiprocessor count cannot be checked.
+    let old = TuneCache { sm_count: 0, ..c };
+    assert!(matches!(check_heuristic(&old), Err(stagefit::Error::TuneCache { .. })));
 }
