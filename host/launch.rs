@@ -61,7 +61,9 @@ pub(crate) struct LaunchShape {
 /// - `shape.programmatic` only for a kernel that executes `griddepcontrol.wait` (the kernels of
 ///   a target whose `programmatic_launch()` is true) before it touches memory the kernel before
 ///   it on the stream may still write: at its first instruction, or after reading only what
-///   the caller knows that kernel leaves alone (`GroupedGemmParams::weights_before_wait`).
+///   the caller knows that kernel leaves alone (`GroupedGemmParams::weights_before_wait`; the
+///   router weights of `route_small`; the routing results and bias of `combine`, launched right
+///   after the down GEMM).
 pub(crate) unsafe fn launch<P: Copy>(
     function: &CudaFunction,
     stream: &CudaStream,

@@ -1,11 +1,12 @@
 //! Programmatic dependent launch is only safe for kernels that wait for the grid before them
 //! before touching memory it may write: on every target whose `Arch::programmatic_launch` is
 //! true, no path through any entry of any embedded module reaches a global or shared-memory
-//! access before `griddepcontrol.wait`, except in the swap-AB and Mma families, which may first
-//! read (never write) global memory: with `GroupedGemmParams::weights_before_wait` they build
-//! their tile table from the offsets and copy their first weight K-tiles before the wait (which
-//! data those reads touch is the host's promise, checked bit for bit on the GPU by
-//! `tests/gpu_moe.rs`). Paths are followed through every branch both ways, whatever its
+//! access before `griddepcontrol.wait`, except in the swap-AB and Mma families and the MoE
+//! `route_small` and `combine` entries, which may first read (never write) global memory: with
+//! `GroupedGemmParams::weights_before_wait` the GEMMs build their tile table from the offsets and
+//! copy their first weight K-tiles before the wait, `route_small` loads its router weights and
+//! `combine` its routing results and bias (which data those reads touch is the host's promise,
+//! checked bit for bit on the GPU by `tests/gpu_moe.rs`). Paths are followed through every branch both ways, whatever its
 //! condition, so a kernel passes only if its one wait lies on every path. On the other targets
 //! no entry has the instruction.
 
@@ -74,8 +75,9 @@ fn reached_before_wait(body: &str, flagged: impl Fn(&str) -> bool) -> Option<Str
     None
 }
 
-/// Checks every entry of one module; `reads_first`: its entries may read memory before the wait.
-fn check_module(arch: Arch, name: &str, ptx: &str, reads_first: bool) {
+/// Checks every entry of one module; `reads_first`: whether an entry (by name) may read memory
+/// before the wait.
+fn check_module(arch: Arch, name: &str, ptx: &str, reads_first: impl Fn(&str) -> bool) {
     let entries: Vec<&str> = ptx.split(".entry ").skip(1).collect();
     assert!(!entries.is_empty(), "{} {name}: no entries", arch.name());
     for body in entries {
@@ -86,7 +88,7 @@ fn check_module(arch: Arch, name: &str, ptx: &str, reads_first: bool) {
             continue;
         }
         assert!(has_wait, "{} {entry}: no griddepcontrol.wait", arch.name());
-        let early = if reads_first {
+        let early = if reads_first(entry) {
             reached_before_wait(body, writes_global)
         } else {
             reached_before_wait(body, accesses_memory)
@@ -98,12 +100,14 @@ fn check_module(arch: Arch, name: &str, ptx: &str, reads_first: bool) {
 #[test]
 fn every_kernel_waits_for_the_grid_before_it_before_touching_memory() {
     for arch in Arch::ALL {
-        check_module(arch, "moe", &moe_module_ptx(arch).expect("MoE module embedded"), false);
-        check_module(arch, "weights", &weights_module_ptx(arch).expect("weights module embedded"), false);
+        let moe_reads_first =
+            |entry: &str| ["stagefit_moe_router", "stagefit_moe_route_small", "stagefit_moe_combine"].contains(&entry);
+        check_module(arch, "moe", &moe_module_ptx(arch).expect("MoE module embedded"), moe_reads_first);
+        check_module(arch, "weights", &weights_module_ptx(arch).expect("weights module embedded"), |_| false);
         for tactic in TACTICS.iter().filter(|t| arch.runs(t.tile.family)) {
             for format in Fp4Format::ALL {
                 let ptx = module_ptx(arch, format, tactic).expect("module embedded");
-                check_module(arch, tactic.name, &ptx, tactic.tile.family != Family::Wgmma);
+                check_module(arch, tactic.name, &ptx, |_| tactic.tile.family != Family::Wgmma);
             }
         }
     }

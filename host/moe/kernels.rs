@@ -257,7 +257,9 @@ impl MoeKernels {
     /// Router, top-k, the permutation and the gather of a small batch in one launch (see
     /// [`MoeKernels::routes_small`]): the same results as [`MoeKernels::router`],
     /// [`MoeKernels::top_k`], [`MoeKernels::permute`] and [`MoeKernels::gather`]. `counter` is
-    /// the kernel's block counter: 0 before the launch, and again after it.
+    /// the kernel's block counter: 0 before the launch, and again after it. Under programmatic
+    /// launch the kernel reads the router weights and bias before it waits for the kernel before
+    /// it: no stagefit kernel writes them (they come from the host); `x` is read after the wait.
     #[allow(clippy::too_many_arguments)]
     pub(crate) fn route_small(
         &self,
@@ -416,7 +418,11 @@ impl MoeKernels {
         unsafe { self.launch(stream, MoeOp::Activate, p) }
     }
 
-    /// `out[t] = Σ_r topk_w[t][r] · (h2[perm_dst[t·k+r]] + down_bias[e_r])`.
+    /// `out[t] = Σ_r topk_w[t][r] · (h2[perm_dst[t·k+r]] + down_bias[e_r])`. To be launched
+    /// right after the down projection that writes `h2`: under programmatic launch the kernel
+    /// reads `perm_dst`, `topk_ids`, `topk_w` and `down_bias` before it waits for the kernel
+    /// before it, which must write none of them (everything before that kernel has finished
+    /// by then: every stagefit kernel waits before it lets the next one launch).
     #[allow(clippy::too_many_arguments)]
     pub(crate) fn combine(
         &self,

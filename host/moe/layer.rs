@@ -418,6 +418,7 @@ impl MoeEngine {
             self.early_down_weights,
         )?;
         mark(&mut events, stream, 4)?;
+        // Right after the down GEMM, which writes only `h2` (`MoeKernels::combine`).
         k.combine(stream, s, &ws.h2, &ws.perm_dst, topk_ids, topk_w, &layer.down_bias, out)?;
         mark(&mut events, stream, 5)?;
         Ok(ForwardVariants { gate_up, down })

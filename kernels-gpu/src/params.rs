@@ -167,11 +167,12 @@ pub const MOE_BLOCK: usize = 256;
 /// Most assignments (tokens · top_k) routed by the one-launch small-batch kernel. Its last block
 /// does every token's top-k and the gather alone, which beats the five separate kernels only for
 /// the fewest rows: on the H100 (gpt-oss, decode in a graph) it is 3-6 % faster at 4 and 8
-/// assignments, even at 12, and slower from 16 (`docs/perf-notes.md` v8).
+/// assignments, even at 12, and slower from 16 (`docs/perf-notes.md` v8); with v17's shorter
+/// last block still 7-8 % slower at 16 and 32.
 pub const SMALL_ROUTE_ROWS: usize = 8;
 const _: () = assert!(SMALL_ROUTE_ROWS <= MOE_BLOCK);
 /// Dynamic shared memory of the small-batch routing kernel: the last-block flag, then the ids,
-/// each expert's count and first row, and each row's assignment.
+/// each expert's count and first row, and each assignment's row.
 pub const ROUTE_SCRATCH_BYTES: usize = 4 * (1 + 2 * SMALL_ROUTE_ROWS + 2 * MAX_EXPERTS);
 
 /// Consecutive elements one thread of the `activate` and `combine` kernels computes (one

@@ -11,7 +11,8 @@
 //! the kernel before it may write, so the host may launch any of them with programmatic
 //! dependent launch on sm_90 and later: all at their first instruction, except that an Mma or
 //! swap-AB entry asked to (`GroupedGemmParams::weights_before_wait`) first reads its weights,
-//! scales and offsets.
+//! scales and offsets, `route_small` its router weights, and `combine` the routing results and
+//! the down bias.
 
 use super::gemm::grouped_gemm;
 use super::ptx::wait_for_previous_grid;
@@ -66,13 +67,16 @@ macro_rules! run_family {
 
 crate::with_tactics!(entry_points);
 
+/// The MoE-layer entries. `first`: the entry waits for the grid before it at its first
+/// instruction; `inside`: the kernel waits itself, after reading only data the kernel before it
+/// does not write (`device::moe::route_small`, `device::moe::combine`).
 macro_rules! moe_entry_points {
-    ($($name:ident => $params:ty),+ $(,)?) => {
+    ($($name:ident => $params:ty, $wait:ident);+ $(;)?) => {
         $(
             const _: () = {
                 #[export_name = concat!("stagefit_moe_", stringify!($name))]
                 unsafe extern "ptx-kernel" fn kernel(params: $params) {
-                    wait_for_previous_grid();
+                    moe_wait!($wait);
                     // SAFETY: the host launches these with the documented block size, grid and
                     // validated shapes (see `host/moe`).
                     unsafe { super::moe::$name(&params) }
@@ -82,16 +86,23 @@ macro_rules! moe_entry_points {
     };
 }
 
+macro_rules! moe_wait {
+    (first) => {
+        wait_for_previous_grid()
+    };
+    (inside) => {};
+}
+
 moe_entry_points!(
-    router => crate::params::MoeParams,
-    topk => crate::params::MoeParams,
-    route_small => crate::params::MoeParams,
-    count => crate::params::MoeParams,
-    scatter => crate::params::MoeParams,
-    gather => crate::params::MoeParams,
-    activate => crate::params::MoeParams,
-    combine => crate::params::MoeParams,
-    fill => crate::params::FillParams,
+    router => crate::params::MoeParams, inside;
+    topk => crate::params::MoeParams, first;
+    route_small => crate::params::MoeParams, inside;
+    count => crate::params::MoeParams, first;
+    scatter => crate::params::MoeParams, first;
+    gather => crate::params::MoeParams, first;
+    activate => crate::params::MoeParams, first;
+    combine => crate::params::MoeParams, inside;
+    fill => crate::params::FillParams, first;
 );
 
 #[export_name = "stagefit_weights_pack"]

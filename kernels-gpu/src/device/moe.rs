@@ -57,68 +57,120 @@ fn unpack(w: u32) -> (f32, f32) {
 }
 
 /// `logits[t][e] = x[t] · router_w[e] + router_b[e]`, one warp per (t, e), f32 accumulation.
+/// Waits for the grid before it inside ([`router_logit`]), with nothing read before: this is the
+/// router of the larger batches, whose thousands of warps gain more from the registers of
+/// early loads than from the loads.
 ///
 /// # Safety
 /// Pointers and shapes as documented on [`MoeParams`]; `hidden % 8 == 0`.
 pub unsafe fn router(p: &MoeParams) {
     let (warp, lane) = global_warp();
     // SAFETY: this function's contract.
-    unsafe { router_logit(p, warp, lane) }
+    unsafe { router_logit::<0>(p, warp, lane) }
+}
+
+/// The 16-byte chunks `first + stride·j`, `j < N`, of the `chunks` at `base` (zero past them),
+/// all loaded before any is used.
+///
+/// # Safety
+/// `base` must address `chunks` readable 16-byte chunks.
+#[inline(always)]
+unsafe fn strided_chunks<const N: usize>(base: u64, first: usize, stride: usize, chunks: usize) -> [[u32; 4]; N] {
+    let mut v = [[0u32; 4]; N];
+    let mut j = 0;
+    while j < N {
+        let chunk = first + stride * j;
+        if chunk < chunks {
+            // SAFETY: the chunk is one of the `chunks` (this function's contract).
+            v[j] = unsafe { ld_global_nc_v4(base + 16 * chunk as u64) };
+        }
+        j += 1;
+    }
+    v
+}
+
+/// `acc` plus the dot product of two 16-byte chunks of bf16 (`x`, `w`), pair by pair in order.
+#[inline(always)]
+fn add_chunk_dot(mut acc: f32, x: [u32; 4], w: [u32; 4]) -> f32 {
+    let mut i = 0;
+    while i < 4 {
+        let ((x0, x1), (w0, w1)) = (unpack(x[i]), unpack(w[i]));
+        acc += x0 * w0 + x1 * w1;
+        i += 1;
+    }
+    acc
 }
 
 /// 16-byte chunks each thread of `route_small`'s gather loads before storing any.
 const GATHER_BATCH: usize = 4;
 
-/// 16-byte chunks of a router row each lane loads before using any (`router_logit`).
+/// 16-byte chunks of a router row each lane of `route_small` loads before the wait for the
+/// grid before it (`router_logit`): all of a 2880-wide row (11.25 per lane). They take 96
+/// registers with their `x` chunks, which the few warps of a small batch can spare.
+const ROUTER_EARLY: usize = 12;
+
+/// 16-byte chunks of a router row past the early ones each lane loads before using any.
 const ROUTER_UNROLL: usize = 4;
 
 /// The logit of (token, expert) number `warp` (token-major), by one warp; nothing past T·E.
+/// Every thread waits for the grid before it ([`wait_for_previous_grid`]) here, after loading
+/// its first `EARLY` chunks of the router row and, with `EARLY > 0`, the bias (weights, which
+/// no kernel writes) and before it reads `x` (which the kernel before it may write): the
+/// router's weight stream starts while that kernel finishes.
 ///
 /// # Safety
 /// As [`router`].
 #[inline(always)]
-unsafe fn router_logit(p: &MoeParams, warp: usize, lane: usize) {
+unsafe fn router_logit<const EARLY: usize>(p: &MoeParams, warp: usize, lane: usize) {
     // SAFETY: the launcher checked every buffer against the shapes in `p` (this function's contract), and every index read from device data is clamped to its range before it addresses memory.
     unsafe {
         let (experts, hidden) = (p.experts as usize, p.hidden as usize);
         let (t, e) = (warp / experts.max(1), warp % experts.max(1));
-        if t >= p.tokens as usize {
+        let live = t < p.tokens as usize;
+        // The lane's 16-byte chunks are lane + 32j: the first EARLY of the router row
+        // before the wait, then x's, then the rest ROUTER_UNROLL at a time, each batch loaded
+        // before any is used, all summed in the order j = 0, 1, ... (whatever EARLY is, the
+        // same sum bit for bit).
+        let chunks = hidden / 8;
+        let (w_row, x_row) = (p.router_w + 2 * (e * hidden) as u64, p.x + 2 * (t * hidden) as u64);
+        let mut w_early = [[0u32; 4]; EARLY];
+        let mut bias = 0u32;
+        if live {
+            w_early = strided_chunks::<EARLY>(w_row, lane, 32, chunks);
+            if lane == 0 && EARLY > 0 {
+                bias = ld_global_nc_u32(p.router_b + 4 * e as u64);
+            }
+        }
+        wait_for_previous_grid();
+        if !live {
             return;
         }
-        // The lane's 16-byte chunks are c, c + 32, c + 64, ...: ROUTER_UNROLL of them are
-        // loaded before any is used, so their memory latencies overlap instead of adding up,
-        // and summed in that same order (the result is the one-chunk-at-a-time sum, bit for bit).
-        let chunks = hidden / 8;
+        if lane == 0 && EARLY == 0 {
+            bias = ld_global_nc_u32(p.router_b + 4 * e as u64);
+        }
+        let x_early = strided_chunks::<EARLY>(x_row, lane, 32, chunks);
         let mut acc = 0.0f32;
-        let mut c = lane;
+        let mut j = 0;
+        while j < EARLY && lane + 32 * j < chunks {
+            acc = add_chunk_dot(acc, x_early[j], w_early[j]);
+            j += 1;
+        }
+        let mut c = lane + 32 * EARLY;
         while c < chunks {
-            let mut xv = [[0u32; 4]; ROUTER_UNROLL];
-            let mut wv = [[0u32; 4]; ROUTER_UNROLL];
-            let mut u = 0;
-            while u < ROUTER_UNROLL {
-                let chunk = c + 32 * u;
-                if chunk < chunks {
-                    xv[u] = ld_global_nc_v4(p.x + 2 * (t * hidden + chunk * 8) as u64);
-                    wv[u] = ld_global_nc_v4(p.router_w + 2 * (e * hidden + chunk * 8) as u64);
-                }
-                u += 1;
-            }
+            let (xv, wv) = (
+                strided_chunks::<ROUTER_UNROLL>(x_row, c, 32, chunks),
+                strided_chunks::<ROUTER_UNROLL>(w_row, c, 32, chunks),
+            );
             let mut u = 0;
             while u < ROUTER_UNROLL && c + 32 * u < chunks {
-                let mut i = 0;
-                while i < 4 {
-                    let ((x0, x1), (w0, w1)) = (unpack(xv[u][i]), unpack(wv[u][i]));
-                    acc += x0 * w0 + x1 * w1;
-                    i += 1;
-                }
+                acc = add_chunk_dot(acc, xv[u], wv[u]);
                 u += 1;
             }
             c += 32 * ROUTER_UNROLL;
         }
         let acc = warp_sum(acc);
         if lane == 0 {
-            let bias = f32::from_bits(ld_global_nc_u32(p.router_b + 4 * e as u64));
-            st_global_u32(p.logits + 4 * (t * experts + e) as u64, (acc + bias).to_bits());
+            st_global_u32(p.logits + 4 * (t * experts + e) as u64, (acc + f32::from_bits(bias)).to_bits());
         }
     }
 }
@@ -139,18 +191,19 @@ pub unsafe fn topk(p: &MoeParams) {
     let (t, lane) = global_warp();
     if t < p.tokens as usize {
         // SAFETY: this function's contract.
-        unsafe { topk_token(p, t, lane) }
+        unsafe { topk_token(p, t, lane, None) }
     }
 }
 
 /// Token `t`'s top-k experts and weights, by one warp. The logits are read from L2
 /// ([`ld_global_cg_u32`]), so they may have been written by other blocks of the same kernel
-/// (before a fence, as in [`route_small`]).
+/// (before a fence, as in [`route_small`]). With `ids_smem`, the ids also go to the shared
+/// u32 array there (assignment `t·k + r` at index `t·k + r`), for the block's next steps.
 ///
 /// # Safety
-/// As [`topk`]; `t < tokens`.
+/// As [`topk`]; `t < tokens`; `ids_smem`, if given, holds `tokens · top_k` u32.
 #[inline(always)]
-unsafe fn topk_token(p: &MoeParams, t: usize, lane: usize) {
+unsafe fn topk_token(p: &MoeParams, t: usize, lane: usize, ids_smem: Option<u32>) {
     // SAFETY: the launcher checked every buffer against the shapes in `p` (this function's contract), and every index read from device data is clamped to its range before it addresses memory.
     unsafe {
         let (experts, k) = (p.experts as usize, p.top_k as usize);
@@ -249,6 +302,9 @@ unsafe fn topk_token(p: &MoeParams, t: usize, lane: usize) {
                     };
                     st_global_u32(p.topk_ids + 4 * (t * k + r) as u64, ids[r]);
                     st_global_u32(p.topk_w + 4 * (t * k + r) as u64, w.to_bits());
+                    if let Some(shared) = ids_smem {
+                        st_shared_u32(shared + 4 * (t * k + r) as u32, ids[r]);
+                    }
                 }
                 r += 1;
             }
@@ -362,8 +418,10 @@ pub unsafe fn scatter(p: &MoeParams) {
 /// block to finish (counted in `p.counter`, which it resets to 0) makes the top-k of every token,
 /// the stable permutation of the T·k ≤ [`SMALL_ROUTE_ROWS`] assignments by a counting sort
 /// (`counts`, `offsets`, `perm_src`, `perm_dst` as [`count`] and [`scatter`] make them) and the
-/// gather. [`ROUTE_SCRATCH_BYTES`](crate::params::ROUTE_SCRATCH_BYTES) of dynamic shared memory. The same results, bit for bit, as
-/// the five kernels it replaces: no step depends on which block finishes last.
+/// gather, whose first loads of `x` it issues before the top-k so that they land meanwhile.
+/// [`ROUTE_SCRATCH_BYTES`](crate::params::ROUTE_SCRATCH_BYTES) of dynamic shared memory. The
+/// same results, bit for bit, as the five kernels it replaces: no step depends on which block
+/// finishes last.
 ///
 /// # Safety
 /// Pointers and shapes as documented on [`MoeParams`]; `tokens · top_k <= SMALL_ROUTE_ROWS`,
@@ -373,7 +431,7 @@ pub unsafe fn route_small(p: &MoeParams) {
     // SAFETY: this function's contract; the last block reads only what every block wrote
     // before its fence, and every index it takes from device data is clamped.
     unsafe {
-        router_logit(p, warp, lane);
+        router_logit::<ROUTER_EARLY>(p, warp, lane);
         // Publish this block's logits, then count the block in.
         fence_gpu();
         sync_threads();
@@ -391,28 +449,29 @@ pub unsafe fn route_small(p: &MoeParams) {
         // At least 1 (the host passes positive shapes): no division by zero is left to trap.
         let (experts, k, tokens) = (p.experts as usize, (p.top_k as usize).max(1), p.tokens as usize);
         let rows = tokens * k;
-        // 1. Every token's top-k, one warp per token.
-        let mut t = tid / 32;
-        while t < tokens {
-            topk_token(p, t, lane);
-            t += WARPS;
-        }
-        sync_threads();
-        // 2. The ids in shared memory, then each expert's count.
         let ids = scratch + 4;
         let counts = ids + 4 * SMALL_ROUTE_ROWS as u32;
         let firsts = counts + 4 * MAX_EXPERTS as u32;
-        let sources = firsts + 4 * MAX_EXPERTS as u32;
-        if tid < rows {
-            let id = (ld_global_cg_u32(p.topk_ids + 4 * tid as u64) as usize).min(experts - 1);
-            st_shared_u32(ids + 4 * tid as u32, id as u32);
+        let dests = firsts + 4 * MAX_EXPERTS as u32;
+        // 0. The gather's first loads, issued now so that they land during the steps below: x's
+        // 16-byte chunks `tid + b·MOE_BLOCK` (token-major), b < GATHER_BATCH.
+        let per_row = (p.hidden as usize / 8).max(1);
+        let x_chunks = tokens * per_row;
+        let early = strided_chunks::<GATHER_BATCH>(p.x, tid, MOE_BLOCK, x_chunks);
+        // 1. Every token's top-k, one warp per token; the ids also into shared memory.
+        let mut t = tid / 32;
+        while t < tokens {
+            topk_token(p, t, lane, Some(ids));
+            t += WARPS;
         }
         sync_threads();
+        // 2. Each expert's count.
+        let id_of = |a: usize| (ld_shared_u32(ids + 4 * a as u32) as usize).min(experts - 1);
         let mut n = 0u32;
         if tid < experts {
             let mut a = 0;
             while a < rows {
-                n += (ld_shared_u32(ids + 4 * a as u32) as usize == tid) as u32;
+                n += (id_of(a) == tid) as u32;
                 a += 1;
             }
             st_shared_u32(counts + 4 * tid as u32, n);
@@ -425,7 +484,7 @@ pub unsafe fn route_small(p: &MoeParams) {
             let mut first = 0u32;
             let mut a = 0;
             while a < rows {
-                first += ((ld_shared_u32(ids + 4 * a as u32) as usize) < tid) as u32;
+                first += (id_of(a) < tid) as u32;
                 a += 1;
             }
             st_shared_u32(firsts + 4 * tid as u32, first);
@@ -437,43 +496,45 @@ pub unsafe fn route_small(p: &MoeParams) {
         sync_threads();
         // 4. Each assignment's row: its expert's first row plus the earlier assignments to it.
         if tid < rows {
-            let id = ld_shared_u32(ids + 4 * tid as u32);
+            let id = id_of(tid);
             let mut rank = 0u32;
             let mut a = 0;
             while a < tid {
-                rank += (ld_shared_u32(ids + 4 * a as u32) == id) as u32;
+                rank += (id_of(a) == id) as u32;
                 a += 1;
             }
-            let row = ((ld_shared_u32(firsts + 4 * id) + rank) as usize).min(rows - 1);
-            st_shared_u32(sources + 4 * row as u32, tid as u32);
+            let row = ((ld_shared_u32(firsts + 4 * id as u32) + rank) as usize).min(rows - 1);
+            st_shared_u32(dests + 4 * tid as u32, row as u32);
             st_global_u32(p.perm_src + 4 * row as u64, tid as u32);
             st_global_u32(p.perm_dst + 4 * tid as u64, row as u32);
         }
         sync_threads();
-        // 5. The gather: a_perm[row] = x[token of row], 16 bytes per chunk, GATHER_BATCH
-        // chunks loaded before any is stored so that their latencies overlap.
-        let per_row = (p.hidden as usize / 8).max(1);
-        let chunks = rows * per_row;
-        let mut i = tid;
-        while i < chunks {
-            let mut v = [[0u32; 4]; GATHER_BATCH];
-            let mut b = 0;
-            while b < GATHER_BATCH {
-                let chunk = i + b * MOE_BLOCK;
-                if chunk < chunks {
-                    let (row, c) = (chunk / per_row, chunk % per_row);
-                    let t = (ld_shared_u32(sources + 4 * row as u32) as usize / k).min(tokens - 1);
-                    v[b] = ld_global_nc_v4(p.x + 2 * (t * per_row * 8 + c * 8) as u64);
+        // 5. The gather: x's chunk (t, c) to chunk c of the rows of token t's k assignments;
+        // the chunks past the early ones GATHER_BATCH at a time, all loaded before any is stored.
+        let store = |chunk: usize, v: [u32; 4]| {
+            let (t, c) = (chunk / per_row, chunk % per_row);
+            let mut r = 0;
+            while r < MAX_TOP_K {
+                if r < k {
+                    let row = ld_shared_u32(dests + 4 * (t * k + r) as u32) as usize;
+                    st_global_v4(p.a_perm + 16 * (row * per_row + c) as u64, v);
                 }
-                b += 1;
+                r += 1;
             }
+        };
+        let mut i = tid;
+        let mut v = early;
+        loop {
             let mut b = 0;
-            while b < GATHER_BATCH && i + b * MOE_BLOCK < chunks {
-                let chunk = i + b * MOE_BLOCK;
-                st_global_v4(p.a_perm + 2 * chunk as u64 * 8, v[b]);
+            while b < GATHER_BATCH && i + b * MOE_BLOCK < x_chunks {
+                store(i + b * MOE_BLOCK, v[b]);
                 b += 1;
             }
             i += GATHER_BATCH * MOE_BLOCK;
+            if i >= x_chunks {
+                break;
+            }
+            v = strided_chunks::<GATHER_BATCH>(p.x, i, MOE_BLOCK, x_chunks);
         }
         if tid == 0 {
             st_global_u32(p.counter, 0);
@@ -602,31 +663,58 @@ pub unsafe fn activate(p: &MoeParams) {
 /// `out[t] = Σ_r topk_w[t][r] · (h2[perm_dst[t·k+r]] + down_bias[e_r])`, summed in f32 in
 /// the order r = 0..k. [`row_blocks`]`(H)` blocks per token, [`MOE_VECTOR`] outputs per thread.
 ///
+/// Waits for the grid before it inside: the routing results and the bias are loaded first (the
+/// kernel before it, the down projection, writes only `h2`, and the routing it reads finished
+/// before that kernel's own wait returned), `h2` after the wait.
+///
 /// # Safety
-/// Pointers and shapes as documented on [`MoeParams`]; `hidden % MOE_VECTOR == 0`.
+/// Pointers and shapes as documented on [`MoeParams`]; `hidden % MOE_VECTOR == 0`,
+/// `top_k <= MAX_TOP_K`; the kernel launched just before it writes none of `perm_dst`,
+/// `topk_ids`, `topk_w` and `down_bias`.
 pub unsafe fn combine(p: &MoeParams) {
     // SAFETY: the launcher checked every buffer against the shapes in `p` (this function's contract), and every index read from device data is clamped to its range before it addresses memory.
     unsafe {
         let (hidden, k) = (p.hidden as usize, p.top_k as usize);
         let (t, h0) = row_and_column(hidden);
-        if t >= p.tokens as usize || h0 >= hidden {
+        let live = t < p.tokens as usize && h0 < hidden;
+        let rows = p.tokens as usize * k;
+        let mut h2_rows = [0usize; MAX_TOP_K];
+        let mut weights = [0.0f32; MAX_TOP_K];
+        let mut biases = [[0.0f32; 8]; MAX_TOP_K];
+        let mut r = 0;
+        while live && r < MAX_TOP_K {
+            if r < k {
+                let a = t * k + r;
+                // Clamped: whatever the routing buffers hold, the row and expert are in range.
+                h2_rows[r] = (ld_global_nc_u32(p.perm_dst + 4 * a as u64) as usize).min(rows - 1);
+                let e = (ld_global_nc_u32(p.topk_ids + 4 * a as u64) as usize).min(p.experts as usize - 1);
+                weights[r] = f32::from_bits(ld_global_nc_u32(p.topk_w + 4 * a as u64));
+                biases[r] = load_f32x8(p.down_bias + 4 * (e * hidden + h0) as u64);
+            }
+            r += 1;
+        }
+        wait_for_previous_grid();
+        if !live {
             return;
         }
-        let rows = p.tokens as usize * k;
+        let mut h2 = [[0u32; 4]; MAX_TOP_K];
+        let mut r = 0;
+        while r < MAX_TOP_K {
+            if r < k {
+                h2[r] = ld_global_nc_v4(p.h2 + 2 * (h2_rows[r] * hidden + h0) as u64);
+            }
+            r += 1;
+        }
         let mut acc = [0.0f32; 8];
         let mut r = 0;
-        while r < k {
-            let a = t * k + r;
-            // Clamped: whatever the routing buffers hold, the row and expert are in range.
-            let row = (ld_global_nc_u32(p.perm_dst + 4 * a as u64) as usize).min(rows - 1);
-            let e = (ld_global_nc_u32(p.topk_ids + 4 * a as u64) as usize).min(p.experts as usize - 1);
-            let w = f32::from_bits(ld_global_nc_u32(p.topk_w + 4 * a as u64));
-            let v = unpack8(ld_global_nc_v4(p.h2 + 2 * (row * hidden + h0) as u64));
-            let b = load_f32x8(p.down_bias + 4 * (e * hidden + h0) as u64);
-            let mut i = 0;
-            while i < 8 {
-                acc[i] += w * (v[i] + b[i]);
-                i += 1;
+        while r < MAX_TOP_K {
+            if r < k {
+                let v = unpack8(h2[r]);
+                let mut i = 0;
+                while i < 8 {
+                    acc[i] += weights[r] * (v[i] + biases[r][i]);
+                    i += 1;
+                }
             }
             r += 1;
         }
