@@ -132,42 +132,50 @@ fn bad_offsets_with_checks_off_stay_inside_the_rows() {
 fn nan_and_infinite_inputs_route_inside_the_experts() {
     let Some((ctx, stream)) = gpu("nan_and_infinite_inputs_route_inside_the_experts") else { return };
     let config = small_gpt_oss(32, 4);
-    let (e, h, k, tokens) = (config.experts, config.hidden, config.top_k, 6);
+    let (e, h, k) = (config.experts, config.hidden, config.top_k);
     let mut weights = random_moe_weights(&config, 51);
     // Expert 3 can never be chosen: its logit is −inf for every token.
     weights.router_bias[3] = f32::NEG_INFINITY;
     let engine = MoeEngine::new(&ctx, None, StagePolicy::RunTime).unwrap();
     let layer = engine.upload(&stream, &config, &weights).unwrap();
-    let mut rng = stagefit::rng::SplitMix64::new(52);
-    let mut x: Vec<bf16> = (0..tokens * h).map(|_| bf16::from_f32(rng.uniform(-1.0, 1.0))).collect();
-    // One NaN in token 2 makes all of its logits NaN.
-    x[2 * h + 5] = bf16::NAN;
-    let before = Canaries::new(&stream, 2);
-    let x_dev = stream.clone_htod(&x).unwrap();
-    let mut ws = MoeWorkspace::new(&stream, &config, tokens).unwrap();
-    let mut out = stream.clone_htod(&vec![bf16::from_bits(POISON); tokens * h]).unwrap();
-    let after = Canaries::new(&stream, 4);
-    for run in 0..2 {
-        engine.forward(&stream, &layer, &x_dev, tokens, &mut out, &mut ws, TacticChoice::Auto).unwrap();
-        stream.synchronize().unwrap_or_else(|err| panic!("run {run}: {err}"));
-        let routing = ws.routing(&stream, tokens, &config).unwrap();
-        assert!(routing.ids.iter().all(|&id| (id as usize) < e), "run {run}: {:?}", routing.ids);
-        for t in (0..tokens).filter(|&t| t != 2) {
-            assert!(!routing.ids[t * k..(t + 1) * k].contains(&3), "run {run}: token {t} chose the −inf expert");
+    // 2 tokens · top-4 = 8 assignments route in one launch (`route_small`), 6 tokens through the
+    // five routing kernels; token `nan_token` gets one NaN.
+    for (tokens, nan_token) in [(2, 1), (6, 2)] {
+        let mut rng = stagefit::rng::SplitMix64::new(52);
+        let mut x: Vec<bf16> = (0..tokens * h).map(|_| bf16::from_f32(rng.uniform(-1.0, 1.0))).collect();
+        // One NaN makes all of that token's logits NaN.
+        x[nan_token * h + 5] = bf16::NAN;
+        let before = Canaries::new(&stream, 2);
+        let x_dev = stream.clone_htod(&x).unwrap();
+        let mut ws = MoeWorkspace::new(&stream, &config, tokens).unwrap();
+        let mut out = stream.clone_htod(&vec![bf16::from_bits(POISON); tokens * h]).unwrap();
+        let after = Canaries::new(&stream, 4);
+        for run in 0..2 {
+            let what = format!("T={tokens} run {run}");
+            engine.forward(&stream, &layer, &x_dev, tokens, &mut out, &mut ws, TacticChoice::Auto).unwrap();
+            stream.synchronize().unwrap_or_else(|err| panic!("{what}: {err}"));
+            let routing = ws.routing(&stream, tokens, &config).unwrap();
+            assert!(routing.ids.iter().all(|&id| (id as usize) < e), "{what}: {:?}", routing.ids);
+            for t in (0..tokens).filter(|&t| t != nan_token) {
+                assert!(!routing.ids[t * k..(t + 1) * k].contains(&3), "{what}: token {t} chose the −inf expert");
+            }
+            // Every logit of the NaN token is NaN (a NaN dot product plus any bias, −inf
+            // included): all tie, and ties go to the lower index.
+            assert_eq!(routing.ids[nan_token * k..(nan_token + 1) * k], [0, 1, 2, 3], "{what}");
+            let got = stream.clone_dtoh(&out).unwrap();
+            assert!(
+                got[nan_token * h..(nan_token + 1) * h].iter().all(|v| v.is_nan()),
+                "{what}: the NaN token's output must be NaN"
+            );
+            // Every other token matches the reference.
+            let expected = reference::forward(&config, &weights, &x, &routing.ids, &routing.weights);
+            for t in (0..tokens).filter(|&t| t != nan_token) {
+                let cmp = compare(&got[t * h..(t + 1) * h], &expected[t * h..(t + 1) * h]);
+                assert!(cmp.non_finite == 0 && cmp.max_rel_err < 3e-2, "{what} token {t}: {cmp:?}");
+            }
+            before.check(&stream, &format!("NaN input, {what}"));
+            after.check(&stream, &format!("NaN input, {what}"));
         }
-        // Every logit of token 2 is NaN (a NaN dot product plus any bias, −inf included): all
-        // tie, and ties go to the lower index.
-        assert_eq!(routing.ids[2 * k..3 * k], [0, 1, 2, 3], "run {run}");
-        let got = stream.clone_dtoh(&out).unwrap();
-        assert!(got[2 * h..3 * h].iter().all(|v| v.is_nan()), "run {run}: the NaN token's output must be NaN");
-        // Every other token matches the reference.
-        let expected = reference::forward(&config, &weights, &x, &routing.ids, &routing.weights);
-        for t in (0..tokens).filter(|&t| t != 2) {
-            let cmp = compare(&got[t * h..(t + 1) * h], &expected[t * h..(t + 1) * h]);
-            assert!(cmp.non_finite == 0 && cmp.max_rel_err < 3e-2, "run {run} token {t}: {cmp:?}");
-        }
-        before.check(&stream, "NaN input");
-        after.check(&stream, "NaN input");
     }
 }
 
