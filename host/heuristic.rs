@@ -9,15 +9,15 @@
 //! in both formats, MXFP4 averaged over two routing draws: within 10 % of the fastest variant
 //! on all 64 problems, `stagefit tune --evaluate`, `docs/perf-notes.md` "The heuristic refitted
 //! to v15"); the larger rows to the tune runs of `results/h100-tune-*-v4.json` and, for the
-//! 128-row warpgroup tile (sm_90a only: other targets skip the wgmma rows), to `stagefit bench`
-//! on an H100 (`docs/perf-notes.md`, wgmma v1). Where the table's
-//! tactic does not fit the limit
-//! at all, a cost model ranks the tactics that do: the fewest wasted rows and columns per wave
-//! of one block per multiprocessor, at the shallowest STAGES. A tune cache, where given,
-//! overrides both (see `gemm::Selection`).
+//! warpgroup tiles (sm_90a only: other targets skip the wgmma rows), to `stagefit bench` on an
+//! H100 (`docs/perf-notes.md`, wgmma v1 and the 256-row tile). Where no matching row's tactic
+//! fits the limit (at its row's fewest STAGES), a cost model ranks the tactics that do: the
+//! fewest wasted rows and columns per wave of one block per multiprocessor, at the shallowest
+//! STAGES. A tune cache, where given, overrides both (see `gemm::Selection`).
 
 use crate::plan::TacticPlan;
 use crate::{Arch, Tactic, TileShape, TACTICS};
+use stagefit_kernels::tactics::MIN_STAGES;
 
 /// The sizes a grouped GEMM call is chosen by.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -53,6 +53,10 @@ pub struct Preference {
     pub tactic: &'static str,
     /// Its preferred STAGES (fewer where the limit allows fewer).
     pub stages: usize,
+    /// The fewest STAGES at which the row applies: where the limit leaves its variant fewer,
+    /// the next row that matches the problem applies instead (a tile that only pays with a
+    /// deep enough ring). [`MIN_STAGES`] for most rows: they apply wherever their variant fits.
+    pub min_stages: usize,
     /// Other variants, in rising [`Alternative::min_tiles_per_sm`]: the last one whose tiles
     /// number at least that many per multiprocessor applies (fewer, wider tiles that still
     /// keep every multiprocessor streaming move more bytes per fixed cost).
@@ -62,7 +66,14 @@ pub struct Preference {
 impl Preference {
     /// A row with one tactic for every tile count and reduction length.
     pub const fn single(max_rows_per_group: usize, min_k: usize, tactic: &'static str, stages: usize) -> Preference {
-        Preference { max_rows_per_group, min_k, tactic, stages, alternatives: &[] }
+        Preference { max_rows_per_group, min_k, tactic, stages, min_stages: MIN_STAGES, alternatives: &[] }
+    }
+
+    /// Whether the row is for `problem`'s rows per group and K, and `arch`'s PTX has its tactic.
+    fn matches(&self, problem: &ProblemShape, arch: Arch) -> bool {
+        problem.rows_per_active_group() <= self.max_rows_per_group
+            && problem.k >= self.min_k
+            && compiled_for(self.tactic, arch)
     }
 }
 
@@ -90,8 +101,10 @@ pub struct Alternative {
 /// would waste half of every MMA); many rows want large activation-major tiles (operand
 /// reuse); with the weights in strip order (`stagefit_kernels::packing`) a third stage pays on
 /// long reductions. On sm_90a the warpgroup MMA takes over from 17 rows per group: 64 rows per
-/// tile at 8 STAGES up to 48, then 128 (the rows after those are the other targets').
-pub const PREFERENCES: [Preference; 13] = [
+/// tile at 8 STAGES up to 48, 128 up to 256, then 256 where it runs at 4 STAGES (at 2 it is
+/// slower than the 128-row tile at 4: a 101376-byte limit keeps the 128-row tile); the rows
+/// after those are the other targets'.
+pub const PREFERENCES: [Preference; 15] = [
     Preference::single(2, 8192, "swm8n64k512w1k4", 4),
     Preference::single(2, 4096, "swm8n128k256w2k2", 3),
     Preference {
@@ -99,6 +112,7 @@ pub const PREFERENCES: [Preference; 13] = [
         min_k: 1024,
         tactic: "swm8n32k512w1k4",
         stages: 3,
+        min_stages: MIN_STAGES,
         alternatives: &[
             Alternative { min_tiles_per_sm: 2, tactic: "swm8n64k512w1k4", stages: 2 },
             Alternative { min_tiles_per_sm: 4, tactic: "swm8n64k512w1k4", stages: 3 },
@@ -111,6 +125,15 @@ pub const PREFERENCES: [Preference; 13] = [
     Preference::single(8, 0, "m16n128k128w1x4", 2),
     Preference::single(16, 0, "m16n128k128w1x4", 2),
     Preference::single(48, 0, "wgm64n128k64", 8),
+    Preference::single(256, 0, "wgm128n128k64", 4),
+    Preference {
+        max_rows_per_group: usize::MAX,
+        min_k: 0,
+        tactic: "wgm256n128k64",
+        stages: 4,
+        min_stages: 4,
+        alternatives: &[],
+    },
     Preference::single(usize::MAX, 0, "wgm128n128k64", 4),
     Preference::single(128, 4096, "m32n128k128w1x4", 3),
     Preference::single(128, 0, "m32n128k128w1x4", 2),
@@ -120,11 +143,7 @@ pub const PREFERENCES: [Preference; 13] = [
 /// The [`PREFERENCES`] row that applies to `problem` on `arch`: the first that matches it and
 /// names a tactic whose family `arch`'s PTX has.
 pub fn preference_row(problem: &ProblemShape, arch: Arch) -> &'static Preference {
-    let rows = problem.rows_per_active_group();
-    PREFERENCES
-        .iter()
-        .find(|p| rows <= p.max_rows_per_group && problem.k >= p.min_k && compiled_for(p.tactic, arch))
-        .expect("the last row matches every problem")
+    PREFERENCES.iter().find(|p| p.matches(problem, arch)).expect("the last row matches every problem")
 }
 
 /// Whether `tactic` names a tactic whose family `arch`'s PTX has.
@@ -164,16 +183,17 @@ fn estimated_cost(tactic: &Tactic, problem: &ProblemShape, sms: usize) -> f64 {
 }
 
 /// The preferred runnable tactic for `problem` on `arch` and its STAGES, or `None` if nothing
-/// is runnable: the variant of the problem's [`PREFERENCES`] row ([`preferred_variant`]) where
-/// its tactic fits (at its STAGES, or the deepest that fits below them), otherwise
-/// the cheapest runnable tactic by the cost model at its shallowest STAGES. `plans` are
-/// `arch`'s.
+/// is runnable: the variant ([`preferred_variant`]) of the first [`PREFERENCES`] row that
+/// matches the problem and whose variant fits (at its STAGES, or the deepest that fits below
+/// them, and at least the row's `min_stages`), otherwise the cheapest runnable tactic by the
+/// cost model at its shallowest STAGES. `plans` are `arch`'s.
 pub fn prefer(arch: Arch, plans: &[TacticPlan], problem: &ProblemShape, sms: usize) -> Option<TacticPlan> {
-    let (tactic, stages) = preferred_variant(preference_row(problem, arch), problem, sms);
-    let preferred = plans.iter().find(|p| p.tactic.name == tactic).and_then(|p| {
-        let deepest = p.stages?;
-        let stages = p.tactic.stages.iter().copied().filter(|&s| s <= deepest.min(stages)).max()?;
-        Some(TacticPlan { tactic: p.tactic, stages: Some(stages) })
+    let preferred = PREFERENCES.iter().filter(|row| row.matches(problem, arch)).find_map(|row| {
+        let (tactic, stages) = preferred_variant(row, problem, sms);
+        let plan = plans.iter().find(|p| p.tactic.name == tactic)?;
+        let deepest = plan.stages?;
+        let stages = plan.tactic.stages.iter().copied().filter(|&s| s <= deepest.min(stages)).max()?;
+        (stages >= row.min_stages).then_some(TacticPlan { tactic: plan.tactic, stages: Some(stages) })
     });
     preferred.or_else(|| {
         plans

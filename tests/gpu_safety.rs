@@ -58,10 +58,11 @@ fn bad_offsets_with_checks_off_stay_inside_the_rows() {
         let per_group: Vec<Vec<f64>> =
             (0..2).map(|g| grouped_gemm(&a_f32, &p.weights.dequantize_group(g), &[0, rows as u32], n, k)).collect();
         // A small and a large tile of each family the device has.
-        let tactics: Vec<&str> = ["m16n64k128w1x4", "m128n256k64w2x4", "wgm64n128k64", "wgm128n128k64"]
-            .into_iter()
-            .filter(|name| find_tactic(name).is_ok_and(|t| gemm.arch().runs(t.tile.family)))
-            .collect();
+        let tactics: Vec<&str> =
+            ["m16n64k128w1x4", "m128n256k64w2x4", "wgm64n128k64", "wgm128n128k64", "wgm256n128k64"]
+                .into_iter()
+                .filter(|name| find_tactic(name).is_ok_and(|t| gemm.arch().runs(t.tile.family)))
+                .collect();
         let before = Canaries::new(&stream, 2);
         let a = stream.clone_htod(&p.a).unwrap();
         let mut c = stream.clone_htod(&vec![bf16::from_bits(POISON); rows * n]).unwrap();

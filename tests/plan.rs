@@ -6,15 +6,18 @@
 //! add 896 bytes of alignment slack and round each stage up to 1024. The plans are an H100's
 //! (sm_90a, every family) with the limit as its budget; other targets lack the wgmma family.
 
-use stagefit::heuristic::{compiled_for, prefer, preference_row, preferred_variant, ProblemShape, PREFERENCES};
+use stagefit::heuristic::{
+    compiled_for, prefer, preference_row, preferred_variant, Preference, ProblemShape, PREFERENCES,
+};
 use stagefit::plan::{deepest_fitting, family_max_policy_fits, plan_all, SmemLimit};
 use stagefit::{Arch, Family, SmemLayout, TACTICS};
+use stagefit_kernels::tactics::MIN_STAGES;
 
 const LIMITS: [usize; 5] = [232448, 166912, 101376, 65536, 49152];
 
 /// (tactic, bytes before the stages, bytes per stage, expected STAGES at each of LIMITS;
 /// 0 = not runnable).
-const EXPECTED: [(&str, usize, usize, [usize; 5]); 25] = [
+const EXPECTED: [(&str, usize, usize, [usize; 5]); 26] = [
     ("m16n64k128w1x4", 1152, 8704, [8, 8, 8, 7, 5]),
     ("m16n128k64w1x4", 1152, 6656, [8, 8, 8, 8, 7]),
     ("m16n128k128w1x4", 1152, 13312, [8, 8, 7, 4, 3]),
@@ -40,6 +43,7 @@ const EXPECTED: [(&str, usize, usize, [usize; 5]); 25] = [
     ("swm8n128k256w2k2", 9600, 22784, [8, 6, 4, 2, 0]),
     ("wgm64n128k64", 2048, 13312, [8, 8, 7, 4, 3]),
     ("wgm128n128k64", 2048, 21504, [8, 7, 4, 2, 2]),
+    ("wgm256n128k64", 2048, 37888, [6, 4, 2, 0, 0]),
 ];
 
 #[test]
@@ -126,7 +130,7 @@ fn the_heuristic_picks_small_tiles_for_decode_and_large_for_prefill() {
     let d = prefer(Arch::Sm90a, &plans, &decode, 132).unwrap();
     let p = prefer(Arch::Sm90a, &plans, &prefill, 132).unwrap();
     assert_eq!(d.tactic.tile.family, Family::SwapAb, "decode picked {}", d.tactic.name);
-    assert_eq!((p.tactic.name, p.stages), ("wgm128n128k64", Some(4)), "prefill picked {}", p.tactic.name);
+    assert_eq!((p.tactic.name, p.stages), ("wgm256n128k64", Some(4)), "prefill picked {}", p.tactic.name);
     // Targets without wgmma take the activation-major mma.sync tile for prefill.
     let sm_121a = prefer(Arch::Sm121a, &plan_all(Arch::Sm121a, 101376), &prefill, 48).unwrap();
     assert_eq!((sm_121a.tactic.tile.family, sm_121a.tactic.tile.bm()), (Family::Mma, 128));
@@ -137,12 +141,15 @@ fn the_heuristic_picks_small_tiles_for_decode_and_large_for_prefill() {
             let problem = ProblemShape { rows, ..decode };
             let Some(choice) = prefer(Arch::Sm90a, &plans, &problem, 132) else { continue };
             assert!(choice.smem_bytes().unwrap() <= limit, "{limit}: {} does not fit", choice.tactic.name);
-            let (tactic, stages) = preferred_variant(preference_row(&problem, Arch::Sm90a), &problem, 132);
-            let table_tactic_fits = plans.iter().any(|p| p.tactic.name == tactic && p.runnable());
-            assert_eq!(choice.tactic.name == tactic, table_tactic_fits, "{limit}, {rows} rows");
+            let row = preference_row(&problem, Arch::Sm90a);
+            let (tactic, stages) = preferred_variant(row, &problem, 132);
+            let deepest = plans.iter().find(|p| p.tactic.name == tactic).and_then(|p| p.stages);
+            let table_tactic_fits = deepest.is_some_and(|deepest| deepest >= row.min_stages);
             if table_tactic_fits {
+                assert_eq!(choice.tactic.name, tactic, "{limit}, {rows} rows");
                 assert!(choice.stages.unwrap() <= stages);
             }
+            assert!(choice.stages.unwrap() >= MIN_STAGES);
         }
     }
     // Nothing runnable gives nothing.
@@ -155,22 +162,24 @@ fn the_preference_table_names_compiled_tactics_in_rising_order() {
     // matches every problem.
     for arch in [Arch::Sm90a, Arch::Sm121a] {
         let mut rows: Vec<_> = PREFERENCES.iter().filter(|p| compiled_for(p.tactic, arch)).collect();
-        if let Some(all) = rows.iter().position(|p| (p.max_rows_per_group, p.min_k) == (usize::MAX, 0)) {
+        let matches_all = |p: &Preference| (p.max_rows_per_group, p.min_k, p.min_stages) == (usize::MAX, 0, MIN_STAGES);
+        if let Some(all) = rows.iter().position(|p| matches_all(p)) {
             rows.truncate(all + 1);
         }
         for pair in rows.windows(2) {
             let (a, b) = (pair[0], pair[1]);
             assert!(
                 a.max_rows_per_group < b.max_rows_per_group
-                    || (a.max_rows_per_group == b.max_rows_per_group && a.min_k > b.min_k),
+                    || (a.max_rows_per_group == b.max_rows_per_group && a.min_k > b.min_k)
+                    || ((a.max_rows_per_group, a.min_k) == (b.max_rows_per_group, b.min_k)
+                        && a.min_stages > b.min_stages),
                 "{}: {} before {}",
                 arch.name(),
                 a.tactic,
                 b.tactic
             );
         }
-        let last = rows.last().unwrap();
-        assert_eq!((last.max_rows_per_group, last.min_k), (usize::MAX, 0), "{}: the last row", arch.name());
+        assert!(matches_all(rows.last().unwrap()), "{}: the last row", arch.name());
     }
     for row in PREFERENCES {
         for (name, stages) in
@@ -209,7 +218,24 @@ fn decode_prefers_swap_ab_tiles_by_k_and_tile_count() {
     assert_eq!(choose(64, 8, 4096, 14336), ("m16n128k128w1x4", 5));
     assert_eq!(choose(512, 32, 5760, 2880), ("m16n128k128w1x4", 2));
     // Prefill on sm_90a: 32 rows per group (gpt-oss-120b, 1024 tokens) take the 64-row
-    // warpgroup tile, 64 and more (gpt-oss-20b, 512 tokens) the 128-row one.
+    // warpgroup tile, 64 to 256 (gpt-oss-20b, 512 and 2048 tokens) the 128-row one, more
+    // (gpt-oss-20b, 8192 tokens) the 256-row one.
     assert_eq!(choose(4096, 128, 5760, 2880), ("wgm64n128k64", 8));
     assert_eq!(choose(2048, 32, 5760, 2880), ("wgm128n128k64", 4));
+    assert_eq!(choose(8192, 32, 5760, 2880), ("wgm128n128k64", 4));
+    assert_eq!(choose(32768, 32, 5760, 2880), ("wgm256n128k64", 4));
+}
+
+#[test]
+fn the_256_row_warpgroup_tile_needs_its_four_stages() {
+    // gpt-oss-20b gate_up, 8192 tokens: the 256-row tile at 4 STAGES where they fit (153600
+    // bytes), the 128-row tile at 4 under a 101376-byte limit (where the 256-row one has 2).
+    let problem = ProblemShape { rows: 32768, groups: 32, n: 5760, k: 2880 };
+    let choose = |limit| {
+        let choice = prefer(Arch::Sm90a, &plan_all(Arch::Sm90a, limit), &problem, 132).unwrap();
+        (choice.tactic.name, choice.stages.unwrap())
+    };
+    assert_eq!(choose(232448), ("wgm256n128k64", 4));
+    assert_eq!(choose(166912), ("wgm256n128k64", 4));
+    assert_eq!(choose(101376), ("wgm128n128k64", 4));
 }

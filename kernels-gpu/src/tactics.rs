@@ -56,7 +56,7 @@ pub const WGMMA_BK: usize = 64;
 /// Warps of one warpgroup, the unit that issues a `wgmma`.
 pub const WARPGROUP_WARPS: usize = 4;
 /// Activation rows (`N` of the instruction) of the `wgmma` shapes the kernels issue.
-pub const WGMMA_ROWS: [usize; 2] = [64, 128];
+pub const WGMMA_ROWS: [usize; 3] = [64, 128, 256];
 
 /// A block tile and its warp layout. Each warp computes `mma_m × mma_n` tensor-core tiles
 /// (each [`TileShape::mma_rows`] × [`TileShape::mma_cols`] of the output, by family), so the
@@ -171,6 +171,7 @@ macro_rules! with_tactics {
             "swm8n128k256w2k2"  SwapAb (1, 2, 2, 1, 4, 256) [2, 3, 4, 5, 6, 7, 8];
             "wgm64n128k64"      Wgmma  (1, 8, 1, 8, 1, 64)  [2, 3, 4, 5, 6, 7, 8];
             "wgm128n128k64"     Wgmma  (1, 8, 1, 16, 1, 64) [2, 3, 4, 5, 6, 7, 8];
+            "wgm256n128k64"     Wgmma  (1, 8, 1, 32, 1, 64) [2, 3, 4, 5, 6];
         }
     };
 }
@@ -257,7 +258,7 @@ pub const fn copies_fit_the_threads(tile: TileShape) -> bool {
                 && tile.mma_n == 1
                 && tile.warps_n.is_multiple_of(WARPGROUP_WARPS)
                 && bk == WGMMA_BK
-                && (bm == WGMMA_ROWS[0] || bm == WGMMA_ROWS[1])
+                && (bm == WGMMA_ROWS[0] || bm == WGMMA_ROWS[1] || bm == WGMMA_ROWS[2])
                 && (bm * bk / 8).is_multiple_of(threads)
                 && (threads / 8).is_multiple_of(8)
                 && tile.bn() * bk / 32 == threads

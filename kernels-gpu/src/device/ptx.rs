@@ -560,3 +560,4 @@ macro_rules! wgmma_m64k16_bf16_rs {
 
 wgmma_m64k16_bf16_rs!(wgmma_m64n64k16_bf16_rs, "m64n64k16", 8, 0 1 2 3 4 5 6 7);
 wgmma_m64k16_bf16_rs!(wgmma_m64n128k16_bf16_rs, "m64n128k16", 16, 0 1 2 3 4 5 6 7 8 9 10 11 12 13 14 15);
+wgmma_m64k16_bf16_rs!(wgmma_m64n256k16_bf16_rs, "m64n256k16", 32, 0 1 2 3 4 5 6 7 8 9 10 11 12 13 14 15 16 17 18 19 20 21 22 23 24 25 26 27 28 29 30 31);

@@ -208,14 +208,15 @@ unsafe fn stage<const FMT: u32, const MMA_M: usize>(
 /// As the instruction wrappers' (`super::ptx::wgmma_m64n128k16_bf16_rs`).
 #[inline(always)]
 unsafe fn wgmma_m64k16<const MMA_M: usize>(acc: &mut [[f32; 4]; MMA_M], a: [u32; 4], b_desc: u64) {
-    const { assert!(MMA_M == 8 || MMA_M == 16) };
+    const { assert!(MMA_M == 8 || MMA_M == 16 || MMA_M == 32) };
     let acc = acc.as_mut_ptr().cast::<[f32; 4]>();
     // SAFETY: each branch runs only when `MMA_M` is the array length it names, so the cast
     // views exactly `acc`; the instruction's contract is the caller's.
     unsafe {
         match MMA_M {
             8 => wgmma_m64n64k16_bf16_rs(&mut *acc.cast::<[[f32; 4]; 8]>(), a, b_desc),
-            _ => wgmma_m64n128k16_bf16_rs(&mut *acc.cast::<[[f32; 4]; 16]>(), a, b_desc),
+            16 => wgmma_m64n128k16_bf16_rs(&mut *acc.cast::<[[f32; 4]; 16]>(), a, b_desc),
+            _ => wgmma_m64n256k16_bf16_rs(&mut *acc.cast::<[[f32; 4]; 32]>(), a, b_desc),
         }
     }
 }
