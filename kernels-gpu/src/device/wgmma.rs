@@ -71,16 +71,60 @@ pub unsafe fn wgmma_gemm<const FMT: u32, const WARPS_N: usize, const MMA_M: usiz
         let ring = wgmma_ring(smem, &layout);
         let tid = thread_idx() as usize;
         let mut tiles = BlockTiles::new(p, smem + layout.tile_table as u32, tile.bm(), tile.bn());
-        while let Some(job) = tiles.next(p) {
+        // A tile's first K-tiles are copied before the tile before it stores its results: the
+        // ring is free once that tile's K loop ends, and the copies' latency then passes under
+        // its epilogue.
+        let mut next = tiles.next(p);
+        if let Some(first) = next {
+            prologue::<FMT, WARPS_N, MMA_M, STAGES>(p, &layout, ring, first, tid);
+        }
+        while let Some(job) = next {
             prefetch_bias(p, &job, tile.bn(), tid);
             let acc = mainloop::<FMT, WARPS_N, MMA_M, STAGES>(p, &layout, ring, job, tid);
+            next = tiles.next(p);
+            if let Some(following) = next {
+                prologue::<FMT, WARPS_N, MMA_M, STAGES>(p, &layout, ring, following, tid);
+            }
             epilogue::<FMT, MMA_M>(p, job, &acc, tid);
         }
     }
 }
 
-/// Accumulates one tile over all of K through the ring; returns the warpgroup's accumulators
-/// with every `wgmma` finished.
+/// Issues the copies of `job`'s first [`Pipe::ahead`] K-tiles into the ring's first stages, one
+/// commit group each (an empty group where K runs out keeps the count), as [`mainloop`]
+/// expects them.
+///
+/// # Safety
+/// As [`mainloop`]'s; no thread may still read the ring's stages.
+#[inline(always)]
+unsafe fn prologue<const FMT: u32, const WARPS_N: usize, const MMA_M: usize, const STAGES: usize>(
+    p: &GroupedGemmParams,
+    layout: &SmemLayout,
+    ring: u32,
+    job: TileJob,
+    tid: usize,
+) {
+    // SAFETY: as in `mainloop`: the copies address only the tile's rows, columns and K, and the stage buffers inside the layout.
+    unsafe {
+        let tile = tile_shape::<WARPS_N, MMA_M>();
+        let copies = WgmmaCopies::<FMT>::new(p, tile, job, tid);
+        let k_tiles = (p.k as usize).div_ceil(WGMMA_BK);
+        let pipe = Pipe::new::<STAGES>(ring, layout);
+        let (a_to_w, a_to_s) = ((layout.w - layout.a) as u32, (layout.s - layout.a) as u32);
+        let mut s = 0;
+        while s < pipe.ahead() {
+            if s < k_tiles {
+                let base = pipe.stage(s);
+                copies.issue(p, tile, base, base + a_to_w, base + a_to_s, s);
+            }
+            cp_async_commit();
+            s += 1;
+        }
+    }
+}
+
+/// Accumulates one tile over all of K through the ring, whose first K-tiles [`prologue`] has
+/// issued; returns the warpgroup's accumulators with every `wgmma` finished and the ring free.
 #[inline(always)]
 unsafe fn mainloop<const FMT: u32, const WARPS_N: usize, const MMA_M: usize, const STAGES: usize>(
     p: &GroupedGemmParams,
@@ -94,21 +138,12 @@ unsafe fn mainloop<const FMT: u32, const WARPS_N: usize, const MMA_M: usize, con
         let tile = tile_shape::<WARPS_N, MMA_M>();
         let copies = WgmmaCopies::<FMT>::new(p, tile, job, tid);
         let k_tiles = (p.k as usize).div_ceil(WGMMA_BK);
-        let pipe = Pipe { ring, stride: layout.stage_stride as u32, stages: STAGES, running: (STAGES > 2) as usize };
+        let pipe = Pipe::new::<STAGES>(ring, layout);
         let (a_to_w, a_to_s) = ((layout.w - layout.a) as u32, (layout.s - layout.a) as u32);
         let load = |k_tile: usize| {
             let base = pipe.stage(k_tile);
             copies.issue(p, tile, base, base + a_to_w, base + a_to_s, k_tile);
         };
-        // Prologue: `ahead` K-tiles in flight (an empty group where K runs out keeps the count).
-        let mut s = 0;
-        while s < pipe.ahead() {
-            if s < k_tiles {
-                load(s);
-            }
-            cp_async_commit();
-            s += 1;
-        }
 
         let weights = WeightReader::new(tid, tile.bn());
         let mut acc = [[0.0f32; 4]; MMA_M];
@@ -148,6 +183,12 @@ struct Pipe {
 }
 
 impl Pipe {
+    /// The ring of `layout` at `ring`, with STAGES buffers.
+    #[inline(always)]
+    fn new<const STAGES: usize>(ring: u32, layout: &SmemLayout) -> Pipe {
+        Pipe { ring, stride: layout.stage_stride as u32, stages: STAGES, running: (STAGES > 2) as usize }
+    }
+
     /// Shared address of the stage holding K-tile `k_tile`.
     #[inline(always)]
     fn stage(&self, k_tile: usize) -> u32 {
