@@ -4,7 +4,8 @@
 //! The table is written once, in [`with_tactics!`](crate::with_tactics); [`TACTICS`] (read by the host) and the
 //! kernel entry points (built for the GPU) are both generated from it. Each tactic is compiled
 //! at every STAGES from [`MIN_STAGES`] up to `min(MAX_STAGES, deepest that fits
-//! COMPILE_LIMIT_BYTES)`; a compile-time check below holds each row to that rule.
+//! COMPILE_LIMIT_BYTES)` ([`compiled_stage_range`]); a compile-time check below holds each row
+//! to that rule.
 
 use crate::layout::SmemLayout;
 use crate::packing::STRIP_ROWS;
@@ -171,7 +172,7 @@ macro_rules! with_tactics {
             "swm8n128k256w2k2"  SwapAb (1, 2, 2, 1, 4, 256) [2, 3, 4, 5, 6, 7, 8];
             "wgm64n128k64"      Wgmma  (1, 8, 1, 8, 1, 64)  [2, 3, 4, 5, 6, 7, 8];
             "wgm128n128k64"     Wgmma  (1, 8, 1, 16, 1, 64) [2, 3, 4, 5, 6, 7, 8];
-            "wgm256n128k64"     Wgmma  (1, 8, 1, 32, 1, 64) [2, 3, 4, 5, 6];
+            "wgm256n128k64"     Wgmma  (1, 8, 1, 32, 1, 64) [2, 3, 4];
         }
     };
 }
@@ -198,11 +199,20 @@ macro_rules! tactic_table {
 }
 with_tactics!(tactic_table);
 
-/// The STAGES range rule: `MIN_STAGES..=min(MAX_STAGES, deepest fitting COMPILE_LIMIT_BYTES)`.
+/// The deepest pipeline of a [`Family::Wgmma`] tile with 256 activation rows: its 128 f32
+/// accumulators per thread leave ptxas no registers for a deeper ring's bookkeeping (at 5 and 6
+/// STAGES it spills 20-72 bytes; `tests/ptxas.rs` fails on any spill).
+pub const WGMMA_256_MAX_STAGES: usize = 4;
+
+/// The STAGES range rule: `MIN_STAGES..=min(MAX_STAGES, deepest fitting COMPILE_LIMIT_BYTES)`,
+/// and at most [`WGMMA_256_MAX_STAGES`] for a 256-row warpgroup tile.
 #[inline]
 pub const fn compiled_stage_range(tile: TileShape) -> (usize, usize) {
     let fit = SmemLayout::max_stages_within(tile, COMPILE_LIMIT_BYTES);
-    let max = if fit < MAX_STAGES { fit } else { MAX_STAGES };
+    let mut max = if fit < MAX_STAGES { fit } else { MAX_STAGES };
+    if matches!(tile.family, Family::Wgmma) && tile.bm() == 256 && max > WGMMA_256_MAX_STAGES {
+        max = WGMMA_256_MAX_STAGES;
+    }
     (MIN_STAGES, max)
 }
 
