@@ -100,6 +100,7 @@ fn the_demo_runs_a_small_model_and_a_checkpoint() {
         &["--eager"],
         &["--smem-limit", "101376"],
         &["--smem-limit", "101376", "--policy", "fixed-family-max"],
+        &["--tuning", "heuristic"],
     ] {
         let args: Vec<&str> = small.iter().chain(extra).copied().collect();
         let (ok, out, err) = demo(&args);
@@ -131,4 +132,12 @@ fn a_broken_model_directory_is_refused_before_the_gpu() {
     assert!(!ok);
     assert!(err.contains("/nonexistent-model-dir/config.json"), "{err}");
     assert!(!err.contains("CUDA"), "the model is read before any GPU work: {err}");
+}
+
+#[test]
+fn a_missing_tune_cache_is_refused_before_the_gpu() {
+    let (ok, _, err) = demo(&["--tuning", "/nonexistent-tune-cache.json"]);
+    assert!(!ok);
+    assert!(err.contains("/nonexistent-tune-cache.json"), "{err}");
+    assert!(!err.contains("CUDA"), "the tune cache is read before any GPU work: {err}");
 }

@@ -12,6 +12,7 @@ use crate::moe::config::{GateUpLayout, MoeConfig};
 use crate::moe::kernels::{MoeKernels, MoeShape};
 use crate::moe::weights::MoeLayerWeights;
 use crate::plan::StagePolicy;
+use crate::tuned::TuneCache;
 
 /// What runs MoE layers on one context: the grouped GEMM (with its shared-memory limit and
 /// stage policy) and the MoE-layer kernels.
@@ -196,6 +197,21 @@ impl MoeEngine {
     /// [`MoeEngine::forward_routed`] the caller's expert ids.
     pub fn with_input_checks(mut self, on: bool) -> MoeEngine {
         self.gemm = self.gemm.with_input_checks(on);
+        self
+    }
+
+    /// The same engine with its grouped GEMMs preferring `cache`'s tuned choices (see
+    /// [`GroupedGemm::with_tuning`]: refused where the cache was made for another device or a
+    /// smaller limit).
+    pub fn with_tuning(mut self, cache: TuneCache) -> Result<MoeEngine> {
+        self.gemm = self.gemm.with_tuning(cache)?;
+        Ok(self)
+    }
+
+    /// The same engine with its grouped GEMMs choosing by the heuristic alone (no tune cache,
+    /// not even the shipped one: see [`GroupedGemm::without_tuning`]).
+    pub fn without_tuning(mut self) -> MoeEngine {
+        self.gemm = self.gemm.without_tuning();
         self
     }
 

@@ -25,6 +25,7 @@ use stagefit::moe::{
 use stagefit::plan::StagePolicy;
 use stagefit::reference::compare;
 use stagefit::rng::SplitMix64;
+use stagefit::tuned::TuneCache;
 use stagefit::{Error, Fp4Format, TacticChoice};
 
 use cli_common::{parse_format, parse_preset, progress, say, table, JsonTarget};
@@ -92,6 +93,10 @@ struct Args {
     /// the gate/up GEMM finishes), for comparison.
     #[arg(long)]
     no_early_weights: bool,
+    /// What the grouped GEMMs' `auto` choice prefers to the heuristic: `shipped` (the crate's
+    /// tune cache for this device), `heuristic` (none), or a tune cache FILE (`stagefit tune`).
+    #[arg(long, value_name = "shipped|heuristic|FILE", default_value = "shipped")]
+    tuning: String,
     /// Also time each step of a layer (routing, gate_up, activation, down, combine) with events
     /// inside a captured decode step, and print the per-layer breakdown.
     #[arg(long)]
@@ -224,6 +229,8 @@ struct DemoReport {
     /// The down projection's weight copies started before the gate/up GEMM ends
     /// (`--no-early-weights`).
     early_down_weights: bool,
+    /// What the GEMMs' choice prefers to the heuristic (`--tuning`).
+    tuning: String,
     batch: usize,
     variants: Vec<VariantReport>,
     prefill: PhaseReport,
@@ -366,6 +373,13 @@ fn run(args: Args) -> anyhow::Result<()> {
     let say = |line: String| if text { say(line) } else { Ok(()) };
     // The model directory is read (config, index, shards present) before any GPU work.
     let model_dir = args.model.as_deref().map(|dir| MoeModel::open_with(dir, args.format)).transpose()?;
+    // The tune cache, like the model, is read before any GPU work. None: the shipped one;
+    // Some(None): the heuristic alone.
+    let tuning = match args.tuning.as_str() {
+        "shipped" => None,
+        "heuristic" => Some(None),
+        path => Some(Some(TuneCache::load(path.as_ref())?)),
+    };
     let ctx = context(args.device)?;
     // SAFETY: everything runs on this one stream, in order, so cudarc's cross-stream event
     // tracking is not needed (and its event waits could not be captured into the decode graph).
@@ -380,18 +394,24 @@ fn run(args: Args) -> anyhow::Result<()> {
         .with_programmatic_launch(!args.no_pdl)
         .with_fused_activation(!args.no_fuse)
         .with_early_down_weights(!args.no_early_weights);
+    let engine = match tuning {
+        None => engine,
+        Some(None) => engine.without_tuning(),
+        Some(Some(cache)) => engine.with_tuning(cache).with_context(|| format!("--tuning {}", args.tuning))?,
+    };
     let info = engine.gemm().device().clone();
     say(format!(
         "device: {} (sm_{}{}), {} bytes opt-in shared memory per block",
         info.name, info.compute_capability.0, info.compute_capability.1, info.smem_optin_per_block
     ))?;
     say(format!(
-        "shared-memory limit: {} bytes ({}); STAGES policy: {policy:?}; programmatic dependent launch {}; fused activation {}; early down weights {}",
+        "shared-memory limit: {} bytes ({}); STAGES policy: {policy:?}; programmatic dependent launch {}; fused activation {}; early down weights {}; tuning {}",
         engine.gemm().limit().bytes(),
         engine.gemm().limit().source(),
         on_off(engine.gemm().programmatic_launch()),
         on_off(!args.no_fuse),
         on_off(!args.no_early_weights),
+        args.tuning,
     ))?;
     let model = load(&args, model_dir.as_ref(), &engine, &stream)?;
     if !model.loaded.is_empty() {
@@ -514,6 +534,7 @@ fn run(args: Args) -> anyhow::Result<()> {
         programmatic_launch: engine.gemm().programmatic_launch(),
         fused_activation: !args.no_fuse,
         early_down_weights: !args.no_early_weights,
+        tuning: args.tuning.clone(),
         batch,
         variants: chosen,
         prefill,
