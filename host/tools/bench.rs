@@ -118,6 +118,18 @@ pub enum Tuning {
     Cache(crate::tuned::TuneCache),
 }
 
+impl Tuning {
+    /// The choice a command line names: `shipped`, `heuristic`, or a tune cache file (loaded
+    /// and checked here, before any GPU work).
+    pub fn parse(choice: &str) -> crate::error::Result<Tuning> {
+        Ok(match choice {
+            "shipped" => Tuning::Shipped,
+            "heuristic" => Tuning::Heuristic,
+            path => Tuning::Cache(crate::tuned::TuneCache::load(path.as_ref())?),
+        })
+    }
+}
+
 /// The device's two ceilings, measured in the same run.
 #[derive(Clone, Copy, Debug, Serialize)]
 pub struct Ceilings {

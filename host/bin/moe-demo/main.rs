@@ -25,7 +25,7 @@ use stagefit::moe::{
 use stagefit::plan::StagePolicy;
 use stagefit::reference::compare;
 use stagefit::rng::SplitMix64;
-use stagefit::tuned::TuneCache;
+use stagefit::tools::bench::Tuning;
 use stagefit::{Error, Fp4Format, TacticChoice};
 
 use cli_common::{parse_format, parse_preset, progress, say, table, JsonTarget};
@@ -373,13 +373,8 @@ fn run(args: Args) -> anyhow::Result<()> {
     let say = |line: String| if text { say(line) } else { Ok(()) };
     // The model directory is read (config, index, shards present) before any GPU work.
     let model_dir = args.model.as_deref().map(|dir| MoeModel::open_with(dir, args.format)).transpose()?;
-    // The tune cache, like the model, is read before any GPU work. None: the shipped one;
-    // Some(None): the heuristic alone.
-    let tuning = match args.tuning.as_str() {
-        "shipped" => None,
-        "heuristic" => Some(None),
-        path => Some(Some(TuneCache::load(path.as_ref())?)),
-    };
+    // The tune cache, like the model, is read before any GPU work.
+    let tuning = Tuning::parse(&args.tuning)?;
     let ctx = context(args.device)?;
     // SAFETY: everything runs on this one stream, in order, so cudarc's cross-stream event
     // tracking is not needed (and its event waits could not be captured into the decode graph).
@@ -395,9 +390,10 @@ fn run(args: Args) -> anyhow::Result<()> {
         .with_fused_activation(!args.no_fuse)
         .with_early_down_weights(!args.no_early_weights);
     let engine = match tuning {
-        None => engine,
-        Some(None) => engine.without_tuning(),
-        Some(Some(cache)) => engine.with_tuning(cache).with_context(|| format!("--tuning {}", args.tuning))?,
+        Tuning::Heuristic => engine.without_tuning(),
+        Tuning::Cache(cache) => engine.with_tuning(cache).with_context(|| format!("--tuning {}", args.tuning))?,
+        // The shipped cache: the engine's default.
+        _ => engine,
     };
     let info = engine.gemm().device().clone();
     say(format!(

@@ -6,7 +6,6 @@ use std::path::PathBuf;
 use stagefit::moe::Preset;
 use stagefit::tools::baseline;
 use stagefit::tools::bench::{run as run_bench, BenchOptions, BenchRow, Routing, Tuning};
-use stagefit::tuned::TuneCache;
 use stagefit::Fp4Format;
 
 use crate::cli_common::{parse_format, parse_preset, progress, say, table, JsonTarget};
@@ -110,11 +109,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     if let Some(target) = &json {
         target.check_writable()?;
     }
-    let tuning = match args.tuning.as_str() {
-        "shipped" => Tuning::Shipped,
-        "heuristic" => Tuning::Heuristic,
-        path => Tuning::Cache(TuneCache::load(path.as_ref())?),
-    };
+    let tuning = Tuning::parse(&args.tuning)?;
     let cublas = !args.no_cublas && baseline::available();
     if !args.no_cublas && !cublas {
         tracing::warn!(
